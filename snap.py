@@ -1,0 +1,722 @@
+#!/usr/bin/env python3
+"""snap: take one photo with a Raspberry Pi camera, store it in Redis, exit.
+
+Run it from a systemd timer or cron for a photo every N seconds. Each shot is a
+Redis hash PREFIX:<unix seconds> holding image_data, timestamp, mime_type and lux,
+expiring after IMAGE_EXPIRY seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__version__ = "1.0.0"
+
+log = logging.getLogger("snap")
+
+# Exit codes, from sysexits.h.
+EXIT_OK = 0
+EXIT_USAGE = 64
+EXIT_CAMERA = 69
+EXIT_SOFTWARE = 70
+EXIT_CANTCREAT = 73
+EXIT_REDIS = 75
+EXIT_NOPERM = 77
+EXIT_CONFIG = 78
+EXIT_CODES = (
+    (EXIT_OK, "the shot was stored"),
+    (EXIT_USAGE, "bad command line"),
+    (EXIT_CAMERA, "camera unavailable: none detected, busy, failed or hung"),
+    (EXIT_SOFTWARE, "internal error: please report it with the --verbose output"),
+    (EXIT_CANTCREAT, "--output file could not be written"),
+    (EXIT_REDIS, "Redis unavailable or refused the write"),
+    (EXIT_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
+    (EXIT_CONFIG, "invalid configuration"),
+)
+
+MIME_TYPE = "image/jpeg"
+# Fields of the data contract; CAMERA_METADATA may not shadow them.
+CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux")
+
+
+class SnapError(Exception):
+    """A failure reported as one line and an exit code."""
+
+    exit_code = 1
+
+
+class UsageError(SnapError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(SnapError):
+    exit_code = EXIT_CONFIG
+
+
+class CameraError(SnapError):
+    exit_code = EXIT_CAMERA
+
+
+class OutputError(SnapError):
+    exit_code = EXIT_CANTCREAT
+
+
+class RedisUnavailable(SnapError):
+    exit_code = EXIT_REDIS
+
+
+class RedisDenied(SnapError):
+    exit_code = EXIT_NOPERM
+
+
+# --- Configuration -----------------------------------------------------------
+
+
+class Setting(NamedTuple):
+    name: str
+    default: Any
+    meaning: str
+
+
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("REDIS_URL", "redis://localhost:6379", "Redis URL: redis://, rediss:// or unix://"),
+        Setting("REDIS_TIMEOUT", 5.0, "seconds to wait for Redis to connect or answer"),
+        Setting("IMAGE_EXPIRY", 3600, "seconds a shot stays in Redis (its TTL)"),
+        Setting("IMAGE_KEY_PREFIX", "image", "shots are stored as PREFIX:<unix seconds>"),
+        Setting("CAMERA_NUM", 0, "camera to use, as listed by --check"),
+        Setting("IMAGE_WIDTH", None, "picture width in pixels (default: full sensor)"),
+        Setting("IMAGE_HEIGHT", None, "picture height in pixels (set both or neither)"),
+        Setting("JPEG_QUALITY", 90, "JPEG quality, 1-95"),
+        Setting("CAMERA_HFLIP", False, "mirror the picture left to right"),
+        Setting("CAMERA_VFLIP", False, "flip the picture upside down"),
+        Setting("CAMERA_AUTOFOCUS", False, "run one autofocus cycle before the shot"),
+        Setting("AUTOFOCUS_TIMEOUT", 5.0, "seconds the autofocus cycle may take"),
+        Setting("SETTLE_TIMEOUT", 3.0, "seconds to wait for exposure to settle (0: don't)"),
+        Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take"),
+        Setting("CAMERA_METADATA", "", "metadata to store too, e.g. ExposureTime,AnalogueGain"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    redis_url: str
+    redis_timeout: float
+    image_expiry: int
+    key_prefix: str
+    camera_num: int
+    size: tuple[int, int] | None
+    jpeg_quality: int
+    hflip: bool
+    vflip: bool
+    autofocus: bool
+    autofocus_timeout: float
+    settle_timeout: float
+    capture_timeout: float
+    metadata_names: tuple[str, ...]
+
+
+def default_env_file() -> Path:
+    return Path(__file__).resolve().parent / ".env"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ****."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, host = netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            netloc = f"{user}:****@{host}"
+        query = [
+            (name, "****" if name == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*/")))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def url_password(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        query_password = dict(parse_qsl(parts.query)).get("password")
+        return parts.password or query_password
+    except ValueError:
+        return None
+
+
+def read_setting(env, kind: str, name: str, allowed: str, **options) -> Any:
+    """One variable through environs; unset or empty gives the default."""
+    raw = env.str(name, "")
+    if raw == "":
+        return SETTINGS[name].default
+    from environs import EnvError
+
+    try:
+        return getattr(env, kind)(name, **options)
+    except EnvError as error:
+        shown = mask_url(raw) if name == "REDIS_URL" else raw
+        raise ConfigError(f"{name}={shown!r} is invalid: expected {allowed}") from error
+
+
+def to_snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def parse_metadata_names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
+            raise ConfigError(
+                f"CAMERA_METADATA={raw!r} is invalid: {name!r} is not a metadata name "
+                "(expected names like ExposureTime,AnalogueGain)"
+            )
+        if to_snake_case(name) in CONTRACT_FIELDS:
+            raise ConfigError(
+                f"CAMERA_METADATA={raw!r} is invalid: {name} is already stored "
+                f"as {to_snake_case(name)}"
+            )
+    return names
+
+
+def check_key_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", prefix) or prefix.endswith(":"):
+        raise ConfigError(
+            f"IMAGE_KEY_PREFIX={prefix!r} is invalid: expected letters, digits and _.:- "
+            "not ending in ':' (e.g. image or image:garden)"
+        )
+    return prefix
+
+
+def check_redis_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"REDIS_URL={mask_url(url)!r} is invalid: expected a redis://, rediss:// or unix:// URL"
+        )
+    return url
+
+
+def load_config(env_file: Path | None) -> Config:
+    """Read and validate every variable from the environment and the .env file."""
+    from environs import Env
+    from marshmallow.validate import Range
+
+    env = Env()
+    if env_file is not None:
+        if not env_file.is_file():
+            raise UsageError(f"--env-file: no such file: {env_file}")
+        env.read_env(str(env_file), recurse=False, override=False)
+    elif default_env_file().is_file():
+        env.read_env(str(default_env_file()), recurse=False, override=False)
+
+    positive = Range(min=0, min_inclusive=False)
+    seconds = "a number of seconds greater than 0"
+    width = read_setting(env, "int", "IMAGE_WIDTH", "a width in pixels", validate=Range(min=64))
+    height = read_setting(env, "int", "IMAGE_HEIGHT", "a height in pixels", validate=Range(min=64))
+    if (width is None) != (height is None):
+        missing = "IMAGE_HEIGHT" if height is None else "IMAGE_WIDTH"
+        raise ConfigError(
+            f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
+        )
+    return Config(
+        redis_url=check_redis_url(read_setting(env, "str", "REDIS_URL", "a URL")),
+        redis_timeout=read_setting(env, "float", "REDIS_TIMEOUT", seconds, validate=positive),
+        image_expiry=read_setting(
+            env,
+            "int",
+            "IMAGE_EXPIRY",
+            "a whole number of seconds, 1 or more",
+            validate=Range(min=1),
+        ),
+        key_prefix=check_key_prefix(read_setting(env, "str", "IMAGE_KEY_PREFIX", "a prefix")),
+        camera_num=read_setting(
+            env, "int", "CAMERA_NUM", "a camera number, 0 or more", validate=Range(min=0)
+        ),
+        size=None if width is None else (width, height),
+        jpeg_quality=read_setting(
+            env, "int", "JPEG_QUALITY", "a whole number from 1 to 95", validate=Range(1, 95)
+        ),
+        hflip=read_setting(env, "bool", "CAMERA_HFLIP", "true or false"),
+        vflip=read_setting(env, "bool", "CAMERA_VFLIP", "true or false"),
+        autofocus=read_setting(env, "bool", "CAMERA_AUTOFOCUS", "true or false"),
+        autofocus_timeout=read_setting(
+            env, "float", "AUTOFOCUS_TIMEOUT", seconds, validate=positive
+        ),
+        settle_timeout=read_setting(
+            env, "float", "SETTLE_TIMEOUT", "a number of seconds, 0 or more", validate=Range(min=0)
+        ),
+        capture_timeout=read_setting(env, "float", "CAPTURE_TIMEOUT", seconds, validate=positive),
+        metadata_names=parse_metadata_names(env.str("CAMERA_METADATA", "")),
+    )
+
+
+# --- Camera ------------------------------------------------------------------
+
+NO_CAMERA_HINT = (
+    "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
+)
+
+
+@dataclass(frozen=True)
+class Shot:
+    jpeg: bytes
+    metadata: dict
+    timestamp: int
+
+
+def import_picamera2(verbose: bool):
+    # libcamera reads its log level once, when it is loaded.
+    if not verbose:
+        os.environ.setdefault("LIBCAMERA_LOG_LEVELS", "*:ERROR")
+        logging.getLogger("picamera2").setLevel(logging.ERROR)
+    try:
+        import picamera2
+    except ImportError as error:
+        raise CameraError(
+            f"picamera2 is not installed ({error}): sudo apt install python3-picamera2"
+        ) from error
+    return picamera2
+
+
+def detected_cameras(picamera2) -> list[dict]:
+    return picamera2.Picamera2.global_camera_info()
+
+
+def open_camera(picamera2, camera_num: int):
+    cameras = detected_cameras(picamera2)
+    if camera_num >= len(cameras):
+        found = f"{len(cameras)} camera(s) found" if cameras else "no camera detected"
+        raise CameraError(f"camera {camera_num} not available: {found}; {NO_CAMERA_HINT}")
+    try:
+        return picamera2.Picamera2(camera_num)
+    except IndexError as error:  # picamera2 <= 0.3.36 when the camera is gone
+        raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
+    except RuntimeError as error:
+        if "did not complete" in str(error):
+            raise CameraError(
+                f"camera {camera_num} is busy: another program holds it "
+                "(rpicam-still, a second snap, ...)"
+            ) from error
+        raise CameraError(f"camera {camera_num} failed to open: {error}") from error
+
+
+def configure_camera(picam2, config: Config) -> None:
+    from libcamera import Transform
+
+    main_stream = {"format": "YUV420"}  # half the memory of BGR888, JPEG-encoded directly
+    if config.size is not None:
+        main_stream["size"] = config.size
+    still = picam2.create_still_configuration(
+        main=main_stream,
+        raw=None,
+        buffer_count=1,
+        transform=Transform(hflip=config.hflip, vflip=config.vflip),
+    )
+    try:
+        picam2.configure(still)
+    except OSError as error:
+        raise CameraError(
+            f"not enough camera memory for {main_stream.get('size', 'full resolution')}: "
+            "set IMAGE_WIDTH and IMAGE_HEIGHT lower or raise cma in config.txt"
+        ) from error
+    picam2.options["quality"] = config.jpeg_quality
+
+
+def wait_for_exposure(picam2, timeout: float) -> bool:
+    """Read frames until auto-exposure has converged; False if it did not in time."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            metadata = picam2.capture_metadata(wait=remaining)
+        except concurrent.futures.TimeoutError:
+            picam2.cancel_all_and_flush()
+            return False
+        if metadata.get("AeState") == 2 or metadata.get("AeLocked") is True:
+            return True
+    return False
+
+
+def autofocus(picam2, timeout: float) -> None:
+    if "AfMode" not in picam2.camera_controls:
+        log.warning("warning: this camera has no autofocus; capturing without it")
+        return
+    try:
+        focused = picam2.autofocus_cycle(wait=timeout)
+    except concurrent.futures.TimeoutError:
+        picam2.cancel_all_and_flush()
+        log.warning("warning: autofocus did not finish within %g s; capturing anyway", timeout)
+        return
+    if not focused:
+        log.warning("warning: autofocus failed; capturing anyway")
+
+
+def capture(picam2, timeout: float) -> Shot:
+    buffer = io.BytesIO()
+    try:
+        metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
+    except concurrent.futures.TimeoutError as error:
+        picam2.cancel_all_and_flush()  # otherwise close() queues behind the dead job
+        raise CameraError(f"camera hung: no picture within {timeout:g} s") from error
+    return Shot(jpeg=buffer.getvalue(), metadata=metadata, timestamp=int(time.time()))
+
+
+def take_shot(config: Config, verbose: bool) -> Shot:
+    picamera2 = import_picamera2(verbose)
+    picam2 = open_camera(picamera2, config.camera_num)
+    try:
+        configure_camera(picam2, config)
+        if config.autofocus and "AfMode" in picam2.camera_controls:
+            from libcamera import controls
+
+            # After configure(), which replaces the controls set before it.
+            picam2.set_controls({"AfMode": controls.AfModeEnum.Auto})
+        picam2.start(show_preview=False)
+        if config.settle_timeout > 0 and not wait_for_exposure(picam2, config.settle_timeout):
+            log.warning(
+                "warning: exposure did not settle within %g s; capturing anyway",
+                config.settle_timeout,
+            )
+        if config.autofocus:
+            autofocus(picam2, config.autofocus_timeout)
+        return capture(picam2, config.capture_timeout)
+    except RuntimeError as error:
+        raise CameraError(f"camera failed: {error}") from error
+    finally:
+        picam2.close()
+
+
+# --- Storage -----------------------------------------------------------------
+
+
+def flat_value(value: Any) -> Any:
+    """A metadata value as a Redis hash field: numbers stay numbers, tuples join."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(flat_value(item)) for item in value)
+    return value
+
+
+def shot_fields(shot: Shot, metadata_names: tuple[str, ...]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "image_data": shot.jpeg,
+        "timestamp": shot.timestamp,
+        "mime_type": MIME_TYPE,
+    }
+    lux = shot.metadata.get("Lux")
+    if isinstance(lux, (int, float)) and math.isfinite(lux):
+        fields["lux"] = int(lux)
+    else:
+        log.warning("warning: the camera reported no Lux; storing the shot without lux")
+    for name in metadata_names:
+        if name in shot.metadata:
+            fields[to_snake_case(name)] = flat_value(shot.metadata[name])
+        else:
+            log.warning("warning: the camera reported no %s metadata", name)
+    return fields
+
+
+def redis_client(config: Config):
+    """A client for REDIS_URL that fails fast: no retries, bounded waits."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    try:
+        return redis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.redis_timeout,
+            socket_connect_timeout=config.redis_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as error:
+        raise ConfigError(
+            f"REDIS_URL={mask_url(config.redis_url)!r} is invalid: {error}"
+        ) from error
+
+
+def redis_failure(error: Exception, config: Config) -> SnapError:
+    """Translate a redis-py exception into one clean line, never echoing the command."""
+    import redis
+
+    where = mask_url(config.redis_url)
+    if isinstance(error, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
+        return RedisDenied(f"Redis refused access at {where}: {server_reason(error)}")
+    if isinstance(error, redis.TimeoutError):
+        return RedisUnavailable(
+            f"Redis unreachable at {where} (timeout after {config.redis_timeout:g} s)"
+        )
+    if isinstance(error, redis.ConnectionError):
+        return RedisUnavailable(f"Redis unreachable at {where} ({server_reason(error)})")
+    if isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM" in server_reason(error):
+        return RedisUnavailable("Redis refused the write: out of memory (maxmemory reached)")
+    if isinstance(error, redis.exceptions.ReadOnlyError):
+        return RedisUnavailable(f"Redis refused the write: {where} is a read-only replica")
+    return RedisUnavailable(f"Redis refused the write: {server_reason(error)}")
+
+
+def server_reason(error: Exception) -> str:
+    """The server's own words, without redis-py's echo of the pipelined command."""
+    text = str(error.args[0]) if error.args else ""
+    first_line = text.rpartition("caused error: ")[2].split("\n")[0]
+    printable = "".join(ch if ch.isprintable() else "?" for ch in first_line)
+    return printable[:200] or type(error).__name__
+
+
+def store(client, config: Config, fields: dict[str, Any]) -> str:
+    """HSET and EXPIRE as one MULTI/EXEC, so no shot is ever left without its TTL."""
+    import redis
+
+    key = f"{config.key_prefix}:{fields['timestamp']}"
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, config.image_expiry)
+        pipe.execute()
+    except redis.RedisError as error:
+        raise redis_failure(error, config) from error
+    return key
+
+
+def redis_version(client, config: Config) -> str:
+    import redis
+
+    try:
+        client.ping()
+        return client.info("server").get("redis_version", "unknown")
+    except redis.RedisError as error:
+        raise redis_failure(error, config) from error
+
+
+# --- Timers ------------------------------------------------------------------
+
+
+def install_timer(args: argparse.Namespace) -> int:
+    raise UsageError("--install-timer is not available yet")
+
+
+def uninstall_timer(args: argparse.Namespace) -> int:
+    raise UsageError("--uninstall-timer is not available yet")
+
+
+# --- Command line ------------------------------------------------------------
+
+
+def shown_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"snap: error: {message} (see --help)\n")
+
+
+def build_parser() -> Parser:
+    variables = "\n".join(
+        f"  {s.name:<18} {s.meaning} [{shown_default(s.default)}]" for s in SETTINGS.values()
+    )
+    codes = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)
+    parser = Parser(
+        prog="snap.py",
+        description="Take one photo with the Raspberry Pi camera and store it in Redis.",
+        epilog=(
+            "environment variables (also read from the .env file next to snap.py):\n"
+            f"{variables}\n\nexit codes:\n{codes}"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--env-file", type=Path, metavar="PATH", help="read variables from PATH")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the JPEG to FILE")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="take the shot but not store it")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="check configuration, Redis and cameras; change nothing",
+    )
+    mode.add_argument(
+        "--install-timer",
+        action="store_true",
+        help="install snap.service and snap.timer for this checkout (as root)",
+    )
+    mode.add_argument(
+        "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    timer = parser.add_argument_group("timer installation")
+    timer.add_argument(
+        "--every", default="1min", metavar="SPAN", help="interval, a systemd time span [1min]"
+    )
+    timer.add_argument("--user", metavar="NAME", help="user the job runs as [who ran sudo]")
+    timer.add_argument(
+        "--root", type=Path, default=Path("/"), metavar="DIR", help="install below DIR [/]"
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="show camera logs, tracebacks"
+    )
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument("--version", action="version", version=f"snap {__version__}")
+    return parser
+
+
+class MaskingFilter(logging.Filter):
+    """Keeps the Redis password out of every line, whatever produced it."""
+
+    def __init__(self, secret: str | None):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret:
+            record.msg = record.getMessage().replace(self.secret, "****")
+            record.args = None
+        return True
+
+
+def setup_logging(args: argparse.Namespace) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("snap: %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO)
+    return handler
+
+
+def size_text(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.0f} kB"
+
+
+def check_output_path(path: Path | None) -> None:
+    if path is not None and not path.resolve().parent.is_dir():
+        raise UsageError(f"--output: directory {path.resolve().parent} does not exist")
+
+
+def write_output(path: Path, jpeg: bytes) -> None:
+    try:
+        path.write_bytes(jpeg)
+    except OSError as error:
+        raise OutputError(f"--output: cannot write {path}: {error.strerror}") from error
+
+
+def report(args, result: dict) -> None:
+    if args.json:
+        print(json.dumps(result, default=str))
+        return
+    if args.quiet:
+        return
+    lux = "no lux" if result["lux"] is None else f"lux {result['lux']}"
+    size = size_text(result["bytes"])
+    if result["key"] is None:
+        print(f"captured {size} ({lux}) in {result['seconds']:.1f} s; not stored (dry run)")
+    else:
+        print(
+            f"stored {result['key']} ({size}, {lux}, expires in {result['ttl']} s) "
+            f"in {result['seconds']:.1f} s"
+        )
+
+
+def run_check(config: Config, verbose: bool) -> int:
+    """One line per check; the first failure's exit code."""
+    failures = []
+    print(f"config: ok (REDIS_URL {mask_url(config.redis_url)}, prefix {config.key_prefix})")
+    try:
+        version = redis_version(redis_client(config), config)
+        print(f"redis: ok ({mask_url(config.redis_url)}, Redis {version})")
+    except SnapError as error:
+        print(f"redis: FAILED: {error}")
+        failures.append(error.exit_code)
+    try:
+        cameras = detected_cameras(import_picamera2(verbose))
+        for camera in cameras:
+            print(f"camera {camera['Num']}: {camera['Model']} ({camera['Id']})")
+        if config.camera_num >= len(cameras):
+            raise CameraError(f"camera {config.camera_num} not detected; {NO_CAMERA_HINT}")
+        print(f"camera: ok (CAMERA_NUM {config.camera_num})")
+    except SnapError as error:
+        print(f"camera: FAILED: {error}")
+        failures.append(error.exit_code)
+    return failures[0] if failures else EXIT_OK
+
+
+def run_shot(config: Config, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    client = None if args.dry_run else redis_client(config)
+    shot = take_shot(config, args.verbose)
+    fields = shot_fields(shot, config.metadata_names)
+    output_error = None
+    if args.output is not None:
+        try:
+            write_output(args.output, shot.jpeg)
+        except OutputError as error:
+            output_error = error
+            log.error("error: %s", error)
+    key = None if client is None else store(client, config, fields)
+    report(
+        args,
+        {
+            "key": key,
+            "timestamp": shot.timestamp,
+            "bytes": len(shot.jpeg),
+            "lux": fields.get("lux"),
+            "ttl": None if key is None else config.image_expiry,
+            "seconds": round(time.monotonic() - started, 3),
+            "metadata": shot.metadata,
+        },
+    )
+    return output_error.exit_code if output_error else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    handler = setup_logging(args)
+    try:
+        if args.install_timer:
+            return install_timer(args)
+        if args.uninstall_timer:
+            return uninstall_timer(args)
+        check_output_path(args.output)
+        config = load_config(args.env_file)
+        handler.addFilter(MaskingFilter(url_password(config.redis_url)))
+        if args.check:
+            return run_check(config, args.verbose)
+        return run_shot(config, args)
+    except SnapError as error:
+        log.error("error: %s", error, exc_info=args.verbose)
+        return error.exit_code
+    except KeyboardInterrupt:
+        log.error("error: interrupted")
+        return 130
+    except Exception as error:  # a bug: still one line, unless --verbose
+        log.error("error: unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
+        return EXIT_SOFTWARE
+    finally:
+        log.removeHandler(handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,173 @@
+"""Shared setup: a real redis-server on a free loopback port, and snap.py run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_CAMERA = ROOT / "tests" / "fake"
+
+# Small pictures keep the suite fast; tests about resolution set their own.
+SNAP_DEFAULTS = {
+    "IMAGE_WIDTH": "640",
+    "IMAGE_HEIGHT": "480",
+    "SETTLE_TIMEOUT": "3",
+    "REDIS_TIMEOUT": "2",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def start_redis(workdir: Path, *extra_args: str) -> RedisServer:
+    """A redis-server without persistence on a free loopback port, ready for commands."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            *extra_args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, process, workdir)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(host="127.0.0.1", port=port, password=password_of(extra_args)).ping()
+            return server
+        except redis.AuthenticationError:
+            return server
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
+
+
+def password_of(args: tuple[str, ...]) -> str | None:
+    return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> RedisServer:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_server) -> redis.Redis:
+    """A client of the shared test Redis, emptied before each test."""
+    client = redis_server.client()
+    client.flushall()
+    return client
+
+
+@pytest.fixture
+def camera_dir(tmp_path) -> Path:
+    """Where the fake camera keeps its lock and its log of calls."""
+    path = tmp_path / "camera"
+    path.mkdir()
+    return path
+
+
+def camera_events(camera_dir: Path) -> list[str]:
+    log = camera_dir / "events.log"
+    return log.read_text().split("\n")[:-1] if log.exists() else []
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@pytest.fixture
+def snap_app(tmp_path) -> Path:
+    """A copy of snap.py in its own folder, so the .env next to it is the test's own."""
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy(ROOT / "snap.py", app / "snap.py")
+    return app / "snap.py"
+
+
+@pytest.fixture
+def snap_env(redis_server, camera_dir) -> dict[str, str]:
+    """The environment snap.py runs in: the fake camera and the test Redis, nothing inherited."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONPATH": str(FAKE_CAMERA),
+        "FAKE_CAMERA_DIR": str(camera_dir),
+        "REDIS_URL": redis_server.url,
+        **SNAP_DEFAULTS,
+    }
+
+
+@pytest.fixture
+def run_snap(snap_app, snap_env):
+    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60")."""
+
+    def run(*args: str, timeout: float = 60, **env: str) -> Run:
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, str(snap_app), *args],
+            env={**snap_env, **env},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(
+            completed.returncode,
+            completed.stdout,
+            completed.stderr,
+            time.monotonic() - started,
+        )
+
+    return run
