@@ -1,0 +1,161 @@
+"""The camera's ways to behave and fail: autofocus, exposure settling, absent, busy, hung."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import FAKE_CAMERA, camera_events
+
+
+def test_autofocus_runs_one_cycle_when_enabled(run_snap, redis_db, camera_dir):
+    result = run_snap(CAMERA_AUTOFOCUS="true")
+
+    assert result.returncode == 0, result.stderr
+    assert camera_events(camera_dir).count("autofocus_cycle") == 1
+    assert result.stderr == ""
+
+
+def test_autofocus_is_skipped_when_disabled(run_snap, redis_db, camera_dir):
+    result = run_snap(CAMERA_AUTOFOCUS="false")
+
+    assert result.returncode == 0, result.stderr
+    assert "autofocus_cycle" not in camera_events(camera_dir)
+
+
+def test_camera_without_autofocus_warns_and_captures(run_snap, redis_db, camera_dir):
+    result = run_snap(CAMERA_AUTOFOCUS="true", FAKE_CAMERA_MODEL="imx219")
+
+    assert result.returncode == 0, result.stderr
+    assert "no autofocus" in result.stderr
+    assert "autofocus_cycle" not in camera_events(camera_dir)
+    assert redis_db.keys("image:*")
+
+
+def test_failed_autofocus_warns_and_captures(run_snap, redis_db):
+    result = run_snap(CAMERA_AUTOFOCUS="true", FAKE_CAMERA_FAULTS="af-fail")
+
+    assert result.returncode == 0, result.stderr
+    assert "autofocus failed" in result.stderr
+    assert redis_db.keys("image:*")
+
+
+def test_hung_autofocus_is_abandoned_after_its_timeout(run_snap, redis_db, camera_dir):
+    result = run_snap(CAMERA_AUTOFOCUS="true", AUTOFOCUS_TIMEOUT="1", FAKE_CAMERA_FAULTS="af-hang")
+
+    assert result.returncode == 0, result.stderr
+    assert "autofocus did not finish within 1 s" in result.stderr
+    assert "cancel_all_and_flush" in camera_events(camera_dir)
+    assert redis_db.keys("image:*")
+    assert result.seconds < 10
+
+
+def test_settled_exposure_gives_no_warning(run_snap, redis_db, camera_dir):
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert "settle" not in result.stderr
+    assert camera_events(camera_dir).count("capture_metadata") >= 2
+
+
+def test_old_libcamera_ae_locked_counts_as_settled(run_snap, redis_db):
+    result = run_snap(FAKE_CAMERA_FAULTS="ae-locked")
+
+    assert result.returncode == 0, result.stderr
+    assert "settle" not in result.stderr
+
+
+def test_exposure_that_never_settles_warns_and_captures(run_snap, redis_db):
+    result = run_snap(SETTLE_TIMEOUT="1", FAKE_CAMERA_FAULTS="never-settle")
+
+    assert result.returncode == 0, result.stderr
+    assert "exposure did not settle within 1 s" in result.stderr
+    assert redis_db.keys("image:*")
+    assert 1 <= result.seconds < 10
+
+
+def test_settle_timeout_zero_captures_the_first_frame(run_snap, redis_db, camera_dir):
+    result = run_snap(SETTLE_TIMEOUT="0", FAKE_CAMERA_FAULTS="never-settle")
+
+    assert result.returncode == 0, result.stderr
+    assert "capture_metadata" not in camera_events(camera_dir)
+    assert "settle" not in result.stderr
+
+
+@pytest.mark.parametrize("fault", ["absent", "absent-old"])
+def test_absent_camera_exits_69_saying_what_to_check(run_snap, redis_db, fault):
+    result = run_snap(FAKE_CAMERA_FAULTS=fault)
+
+    assert result.returncode == 69
+    assert result.stderr.count("\n") == 1
+    assert "no camera detected" in result.stderr
+    assert "rpicam-hello --list-cameras" in result.stderr
+    assert redis_db.keys("*") == []
+
+
+def test_camera_num_beyond_the_cameras_found_exits_69(run_snap, redis_db):
+    result = run_snap(CAMERA_NUM="1")
+
+    assert result.returncode == 69
+    assert "camera 1 not available: 1 camera(s) found" in result.stderr
+
+
+def test_busy_camera_exits_69_naming_another_program(run_snap, snap_env, redis_db):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, picamera2; c = picamera2.Picamera2(0); print('held', flush=True);"
+            " sys.stdin.read()",
+        ],
+        env={**os.environ, **snap_env, "PYTHONPATH": str(FAKE_CAMERA)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+
+        result = run_snap()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+    assert result.returncode == 69
+    assert "busy" in result.stderr and "another program" in result.stderr
+    assert redis_db.keys("*") == []
+
+
+def test_camera_hung_in_capture_exits_69_within_the_capture_timeout(run_snap, redis_db, camera_dir):
+    result = run_snap(CAPTURE_TIMEOUT="1", FAKE_CAMERA_FAULTS="hang-capture")
+
+    assert result.returncode == 69
+    assert "no picture within 1 s" in result.stderr
+    assert result.seconds < 8
+    assert camera_events(camera_dir)[-2:] == ["cancel_all_and_flush", "close"]
+
+
+def test_camera_out_of_memory_exits_69_suggesting_a_smaller_size(run_snap, camera_dir):
+    result = run_snap(FAKE_CAMERA_FAULTS="dma-fail")
+
+    assert result.returncode == 69
+    assert "IMAGE_WIDTH" in result.stderr
+    assert camera_events(camera_dir)[-1] == "close"
+
+
+def test_camera_is_closed_when_redis_fails(run_snap, camera_dir):
+    result = run_snap(REDIS_URL="redis://127.0.0.1:1")
+
+    assert result.returncode == 75
+    assert camera_events(camera_dir)[-1] == "close"
+
+
+def test_camera_logs_are_quiet_unless_verbose(run_snap, camera_dir):
+    quiet = run_snap("--dry-run")
+    quiet_events = camera_events(camera_dir)
+    (camera_dir / "events.log").unlink()
+    verbose = run_snap("--dry-run", "--verbose")
+
+    assert quiet.returncode == 0 and verbose.returncode == 0
+    assert "libcamera log levels *:ERROR" in quiet_events
+    assert "libcamera log levels *:ERROR" not in camera_events(camera_dir)

@@ -1,0 +1,103 @@
+"""The command line: flags, help, version and usage errors."""
+
+import re
+
+from conftest import ROOT, camera_events
+
+VARIABLES = [
+    "REDIS_URL",
+    "REDIS_TIMEOUT",
+    "IMAGE_EXPIRY",
+    "IMAGE_KEY_PREFIX",
+    "CAMERA_NUM",
+    "IMAGE_WIDTH",
+    "IMAGE_HEIGHT",
+    "JPEG_QUALITY",
+    "CAMERA_HFLIP",
+    "CAMERA_VFLIP",
+    "CAMERA_AUTOFOCUS",
+    "AUTOFOCUS_TIMEOUT",
+    "SETTLE_TIMEOUT",
+    "CAPTURE_TIMEOUT",
+    "CAMERA_METADATA",
+]
+
+
+def documented_variables(text: str, pattern: str) -> list[str]:
+    return re.findall(pattern, text, flags=re.MULTILINE)
+
+
+def test_help_lists_every_variable_and_exit_code(run_snap):
+    result = run_snap("--help")
+
+    assert result.returncode == 0
+    for name in VARIABLES:
+        assert re.search(rf"^  {name} ", result.stdout, re.MULTILINE), name
+    for code in ("64", "69", "75", "77", "78"):
+        assert re.search(rf"^  {code} ", result.stdout, re.MULTILINE), code
+
+
+def test_help_does_not_import_the_camera_or_redis(run_snap):
+    result = run_snap("--help", PYTHONVERBOSE="1")
+
+    assert result.returncode == 0
+    assert "import 'redis'" in run_snap("--check", PYTHONVERBOSE="1").stderr
+    assert "import 'redis'" not in result.stderr
+    assert "import 'picamera2'" not in result.stderr
+
+
+def test_env_example_lists_the_same_variables_as_help(run_snap):
+    help_text = run_snap("--help").stdout
+    example = (ROOT / "env.example").read_text()
+
+    in_help = documented_variables(help_text, r"^  ([A-Z][A-Z_]+) ")
+    in_example = documented_variables(example, r"^#? ?([A-Z][A-Z_]+)=")
+
+    assert in_example == in_help
+
+
+def test_readme_configuration_table_lists_the_same_variables_as_help(run_snap):
+    help_text = run_snap("--help").stdout
+    readme = (ROOT / "README.md").read_text()
+
+    in_help = documented_variables(help_text, r"^  ([A-Z][A-Z_]+) ")
+    in_readme = documented_variables(readme, r"^\| `([A-Z][A-Z_]+)` \|")
+
+    assert in_readme == in_help
+
+
+def test_version_prints_the_version(run_snap):
+    result = run_snap("--version")
+
+    assert result.returncode == 0
+    assert re.fullmatch(r"snap \d+\.\d+\.\d+\n", result.stdout)
+
+
+def test_unknown_flag_exits_64_with_one_line(run_snap):
+    result = run_snap("--bogus")
+
+    assert result.returncode == 64
+    assert result.stderr.count("\n") == 1
+    assert "--bogus" in result.stderr
+
+
+def test_dry_run_and_check_together_exit_64(run_snap):
+    result = run_snap("--dry-run", "--check")
+
+    assert result.returncode == 64
+    assert "not allowed with" in result.stderr
+
+
+def test_output_into_missing_directory_exits_64_before_the_camera(run_snap, tmp_path, camera_dir):
+    result = run_snap("--output", str(tmp_path / "missing" / "shot.jpg"))
+
+    assert result.returncode == 64
+    assert "--output" in result.stderr
+    assert camera_events(camera_dir) == []
+
+
+def test_missing_env_file_exits_64(run_snap, tmp_path):
+    result = run_snap("--env-file", str(tmp_path / "nothing.env"))
+
+    assert result.returncode == 64
+    assert "nothing.env" in result.stderr
