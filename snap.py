@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fcntl
 import io
 import json
 import logging
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,8 @@ EXIT_CODES = (
     (EXIT_USAGE, "bad command line"),
     (EXIT_CAMERA, "camera unavailable: none detected, busy, failed or hung"),
     (EXIT_SOFTWARE, "internal error: please report it with the --verbose output"),
-    (EXIT_CANTCREAT, "--output file could not be written"),
-    (EXIT_REDIS, "Redis unavailable or refused the write"),
+    (EXIT_CANTCREAT, "SPOOL_DIR or the --output file cannot be written"),
+    (EXIT_REDIS, "Redis unavailable or refused the write (shot spooled), or camera still locked"),
     (EXIT_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
     (EXIT_CONFIG, "invalid configuration"),
 )
@@ -56,6 +59,10 @@ class SnapError(Exception):
     """A failure reported as one line and an exit code."""
 
     exit_code = 1
+
+    def with_exit_code(self, exit_code: int) -> SnapError:
+        self.exit_code = exit_code
+        return self
 
 
 class UsageError(SnapError):
@@ -80,6 +87,14 @@ class RedisUnavailable(SnapError):
 
 class RedisDenied(SnapError):
     exit_code = EXIT_NOPERM
+
+
+class LockError(SnapError):
+    exit_code = EXIT_REDIS  # EX_TEMPFAIL: the next run will find the camera free
+
+
+class SpoolError(SnapError):
+    exit_code = EXIT_CANTCREAT
 
 
 # --- Configuration -----------------------------------------------------------
@@ -109,6 +124,15 @@ SETTINGS = {
         Setting("SETTLE_TIMEOUT", 3.0, "seconds to wait for exposure to settle (0: don't)"),
         Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take"),
         Setting("CAMERA_METADATA", "", "metadata to store too, e.g. ExposureTime,AnalogueGain"),
+        Setting("RUN_TIMEOUT", 60.0, "seconds a whole run may take, hung camera or Redis included"),
+        Setting("LOCK_TIMEOUT", 20.0, "seconds to wait while another run uses the same camera"),
+        Setting("LOCK_DIR", "/run/lock", "where the per-camera lock file lives"),
+        Setting(
+            "SPOOL_DIR",
+            None,
+            "where unsent shots wait (default $STATE_DIRECTORY or ~/.local/state/snap/spool)",
+        ),
+        Setting("SPOOL_MAX_MB", 200, "spool size limit; past it the oldest shots are dropped"),
     )
 }
 
@@ -129,10 +153,23 @@ class Config:
     settle_timeout: float
     capture_timeout: float
     metadata_names: tuple[str, ...]
+    run_timeout: float
+    lock_timeout: float
+    lock_dir: Path
+    spool_dir: Path
+    spool_max_bytes: int
 
 
 def default_env_file() -> Path:
     return Path(__file__).resolve().parent / ".env"
+
+
+def default_spool_dir() -> Path:
+    state_directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_directory:
+        return Path(state_directory)
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "snap" / "spool"
 
 
 def mask_url(url: str) -> str:
@@ -264,6 +301,16 @@ def load_config(env_file: Path | None) -> Config:
         ),
         capture_timeout=read_setting(env, "float", "CAPTURE_TIMEOUT", seconds, validate=positive),
         metadata_names=parse_metadata_names(env.str("CAMERA_METADATA", "")),
+        run_timeout=read_setting(env, "float", "RUN_TIMEOUT", seconds, validate=positive),
+        lock_timeout=read_setting(
+            env, "float", "LOCK_TIMEOUT", "a number of seconds, 0 or more", validate=Range(min=0)
+        ),
+        lock_dir=Path(read_setting(env, "str", "LOCK_DIR", "a directory")),
+        spool_dir=Path(read_setting(env, "str", "SPOOL_DIR", "a directory") or default_spool_dir()),
+        spool_max_bytes=read_setting(
+            env, "int", "SPOOL_MAX_MB", "a whole number of MB, 1 or more", validate=Range(min=1)
+        )
+        * 1_000_000,
     )
 
 
@@ -272,6 +319,7 @@ def load_config(env_file: Path | None) -> Config:
 NO_CAMERA_HINT = (
     "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
 )
+BUSY_RETRY_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -299,22 +347,31 @@ def detected_cameras(picamera2) -> list[dict]:
     return picamera2.Picamera2.global_camera_info()
 
 
+def is_busy(error: RuntimeError) -> bool:
+    return "did not complete" in str(error)
+
+
 def open_camera(picamera2, camera_num: int):
+    """Picamera2(camera_num), retrying briefly while another program holds the camera."""
     cameras = detected_cameras(picamera2)
     if camera_num >= len(cameras):
         found = f"{len(cameras)} camera(s) found" if cameras else "no camera detected"
         raise CameraError(f"camera {camera_num} not available: {found}; {NO_CAMERA_HINT}")
-    try:
-        return picamera2.Picamera2(camera_num)
-    except IndexError as error:  # picamera2 <= 0.3.36 when the camera is gone
-        raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
-    except RuntimeError as error:
-        if "did not complete" in str(error):
-            raise CameraError(
-                f"camera {camera_num} is busy: another program holds it "
-                "(rpicam-still, a second snap, ...)"
-            ) from error
-        raise CameraError(f"camera {camera_num} failed to open: {error}") from error
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    while True:
+        try:
+            return picamera2.Picamera2(camera_num)
+        except IndexError as error:  # picamera2 <= 0.3.36 when the camera is gone
+            raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
+        except RuntimeError as error:
+            if not is_busy(error):
+                raise CameraError(f"camera {camera_num} failed to open: {error}") from error
+            if time.monotonic() > deadline:
+                raise CameraError(
+                    f"camera {camera_num} is busy: another program holds it "
+                    "(rpicam-still, a preview, ...)"
+                ) from error
+            time.sleep(0.5)
 
 
 def configure_camera(picam2, config: Config) -> None:
@@ -372,13 +429,13 @@ def capture(picam2, timeout: float) -> Shot:
     try:
         metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
     except concurrent.futures.TimeoutError as error:
-        picam2.cancel_all_and_flush()  # otherwise close() queues behind the dead job
         raise CameraError(f"camera hung: no picture within {timeout:g} s") from error
     return Shot(jpeg=buffer.getvalue(), metadata=metadata, timestamp=int(time.time()))
 
 
 def take_shot(config: Config, verbose: bool) -> Shot:
     picamera2 = import_picamera2(verbose)
+    watchdog.step("opening the camera")
     picam2 = open_camera(picamera2, config.camera_num)
     try:
         configure_camera(picam2, config)
@@ -387,22 +444,36 @@ def take_shot(config: Config, verbose: bool) -> Shot:
 
             # After configure(), which replaces the controls set before it.
             picam2.set_controls({"AfMode": controls.AfModeEnum.Auto})
+        watchdog.step("starting the camera")
         picam2.start(show_preview=False)
-        if config.settle_timeout > 0 and not wait_for_exposure(picam2, config.settle_timeout):
-            log.warning(
-                "warning: exposure did not settle within %g s; capturing anyway",
-                config.settle_timeout,
-            )
+        if config.settle_timeout > 0:
+            watchdog.step("waiting for exposure to settle")
+            if not wait_for_exposure(picam2, config.settle_timeout):
+                log.warning(
+                    "warning: exposure did not settle within %g s; capturing anyway",
+                    config.settle_timeout,
+                )
         if config.autofocus:
+            watchdog.step("autofocus")
             autofocus(picam2, config.autofocus_timeout)
+        watchdog.step("capturing")
         return capture(picam2, config.capture_timeout)
     except RuntimeError as error:
+        picam2.cancel_all_and_flush()
         raise CameraError(f"camera failed: {error}") from error
+    except BaseException:
+        # A pending job would make close() wait behind it for ever.
+        picam2.cancel_all_and_flush()
+        raise
     finally:
+        watchdog.step("closing the camera")
         picam2.close()
 
 
 # --- Storage -----------------------------------------------------------------
+
+SPOOL_DELIVERY_MAX_SHOTS = 20
+SPOOL_DELIVERY_MAX_SECONDS = 10.0
 
 
 def flat_value(value: Any) -> Any:
@@ -456,6 +527,9 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
     """Translate a redis-py exception into one clean line, never echoing the command."""
     import redis
 
+    # redis-py echoes the failed command, image bytes included, in the error itself;
+    # keep only the server's words so even a --verbose traceback stays clean.
+    error.args = (server_reason(error),)
     where = mask_url(config.redis_url)
     if isinstance(error, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
         return RedisDenied(f"Redis refused access at {where}: {server_reason(error)}")
@@ -480,19 +554,40 @@ def server_reason(error: Exception) -> str:
     return printable[:200] or type(error).__name__
 
 
-def store(client, config: Config, fields: dict[str, Any]) -> str:
-    """HSET and EXPIRE as one MULTI/EXEC, so no shot is ever left without its TTL."""
+def candidate_keys(key_prefix: str, timestamp: int):
+    """PREFIX:T, then PREFIX:T-2, PREFIX:T-3, ... for shots taken in the same second."""
+    yield f"{key_prefix}:{timestamp}"
+    for number in range(2, 1000):
+        yield f"{key_prefix}:{timestamp}-{number}"
+
+
+def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
+    """Write the shot into a new hash, never into an existing one; return its key.
+
+    WATCH makes the check and the write atomic on the server: if another client
+    creates the key in between, EXEC fails and the next name is tried. HSET and
+    EXPIRE go in one MULTI/EXEC, so no shot is ever left without its TTL.
+    """
     import redis
 
-    key = f"{config.key_prefix}:{fields['timestamp']}"
     try:
-        pipe = client.pipeline(transaction=True)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, config.image_expiry)
-        pipe.execute()
+        with client.pipeline(transaction=True) as pipe:
+            for key in candidate_keys(config.key_prefix, fields["timestamp"]):
+                try:
+                    pipe.watch(key)
+                    if pipe.exists(key):
+                        pipe.unwatch()
+                        continue
+                    pipe.multi()
+                    pipe.hset(key, mapping=fields)
+                    pipe.expire(key, ttl)
+                    pipe.execute()
+                    return key
+                except redis.WatchError:
+                    continue
     except redis.RedisError as error:
         raise redis_failure(error, config) from error
-    return key
+    raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 
 def redis_version(client, config: Config) -> str:
@@ -503,6 +598,263 @@ def redis_version(client, config: Config) -> str:
         return client.info("server").get("redis_version", "unknown")
     except redis.RedisError as error:
         raise redis_failure(error, config) from error
+
+
+@dataclass(frozen=True)
+class SpooledShot:
+    """A shot kept on disk: NAME.jpg (the JPEG) and NAME.json (the other fields)."""
+
+    jpeg_path: Path
+    fields_path: Path
+    timestamp: int
+
+    @property
+    def size(self) -> int:
+        return self.jpeg_path.stat().st_size + self.fields_path.stat().st_size
+
+
+def prepare_spool(spool_dir: Path) -> None:
+    try:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpoolError(f"cannot create SPOOL_DIR {spool_dir}: {error.strerror}") from error
+    if not os.access(spool_dir, os.W_OK | os.X_OK):
+        raise SpoolError(f"SPOOL_DIR {spool_dir} is not writable")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename: a crash never leaves a half file under `path`."""
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def spool(spool_dir: Path, fields: dict[str, Any]) -> None:
+    """Keep a shot Redis did not take. The .json is written last: it marks the shot whole."""
+    name = f"{fields['timestamp']}-{os.getpid()}-{os.urandom(3).hex()}"
+    other_fields = {key: value for key, value in fields.items() if key != "image_data"}
+    try:
+        write_atomically(spool_dir / f"{name}.jpg", fields["image_data"])
+        write_atomically(spool_dir / f"{name}.json", json.dumps(other_fields).encode())
+        directory = os.open(spool_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise SpoolError(f"cannot write to SPOOL_DIR {spool_dir}: {error.strerror}") from error
+
+
+def spooled_shots(spool_dir: Path) -> list[SpooledShot]:
+    """The whole shots in the spool, oldest first."""
+    shots = []
+    for fields_path in spool_dir.glob("[0-9]*-*.json"):
+        jpeg_path = fields_path.with_suffix(".jpg")
+        if jpeg_path.exists():
+            timestamp = int(fields_path.name.partition("-")[0])
+            shots.append(SpooledShot(jpeg_path, fields_path, timestamp))
+    return sorted(shots, key=lambda shot: (shot.timestamp, shot.jpeg_path.name))
+
+
+def remove_spooled(shot: SpooledShot) -> None:
+    shot.fields_path.unlink()  # first: without it the .jpg is no longer a shot
+    shot.jpeg_path.unlink()
+
+
+def shot_time(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def trim_spool(spool_dir: Path, max_bytes: int) -> None:
+    """Drop the oldest shots past SPOOL_MAX_MB; the newest is always kept."""
+    shots = spooled_shots(spool_dir)
+    total = sum(shot.size for shot in shots)
+    for shot in shots[:-1]:
+        if total <= max_bytes:
+            break
+        total -= shot.size
+        remove_spooled(shot)
+        log.warning(
+            "warning: spool over SPOOL_MAX_MB=%d: dropped the shot taken %s (%s)",
+            max_bytes // 1_000_000,
+            shot_time(shot.timestamp),
+            shot.jpeg_path.name,
+        )
+
+
+def spool_summary(spool_dir: Path) -> str:
+    shots = spooled_shots(spool_dir)
+    return f"{len(shots)} shot{'s' if len(shots) != 1 else ''}, " + size_text(
+        sum(shot.size for shot in shots)
+    )
+
+
+def deliver_spool(client, config: Config) -> None:
+    """Store the oldest spooled shots with what is left of their TTL, a bounded batch per run."""
+    started = time.monotonic()
+    for shot in spooled_shots(config.spool_dir)[:SPOOL_DELIVERY_MAX_SHOTS]:
+        if time.monotonic() - started > SPOOL_DELIVERY_MAX_SECONDS:
+            break
+        ttl = shot.timestamp + config.image_expiry - int(time.time())
+        if ttl <= 0:
+            remove_spooled(shot)
+            log.info(
+                "discarded the spooled shot taken %s: past its expiry", shot_time(shot.timestamp)
+            )
+            continue
+        fields = json.loads(shot.fields_path.read_text())
+        fields["image_data"] = shot.jpeg_path.read_bytes()
+        key = store(client, config, fields, ttl)
+        remove_spooled(shot)
+        log.info("delivered the spooled shot %s (expires in %d s)", key, ttl)
+
+
+# --- Run guards: watchdog, camera lock, signals -------------------------------
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: unwinds like KeyboardInterrupt, closing the camera on the way."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Watchdog:
+    """Ends a run still busy at its deadline, even when stuck in C code that no exception reaches.
+
+    A timer thread reports the step that hung, spools a shot already taken, and
+    exits the process. The kernel's SIGALRM two seconds later is the last resort
+    when even that thread cannot run.
+    """
+
+    CAMERA_STEPS = (
+        "opening the camera",
+        "starting the camera",
+        "waiting for exposure to settle",
+        "autofocus",
+        "capturing",
+        "closing the camera",
+    )
+
+    def __init__(self):
+        self.current_step = "starting"
+        self.unsaved: dict[str, Any] | None = None
+        self.spool_dir: Path | None = None
+        self.spool_max_bytes = 0
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
+
+    def step(self, name: str) -> None:
+        self.current_step = name
+
+    def hold(self, fields: dict[str, Any] | None, config: Config | None = None) -> None:
+        """The shot to spool if the run is cut short, or None once Redis has it."""
+        with self.lock:
+            self.unsaved = fields
+            if config is not None:
+                self.spool_dir, self.spool_max_bytes = config.spool_dir, config.spool_max_bytes
+
+    def keep_unsaved(self) -> str:
+        """Spool the shot held, once, whoever gets here first; say where it is."""
+        with self.lock:
+            if self.unsaved is None or self.spool_dir is None:
+                return ""
+            try:
+                spool(self.spool_dir, self.unsaved)
+                trim_spool(self.spool_dir, self.spool_max_bytes)
+            except SpoolError as error:
+                return f"; the shot is lost: {error}"
+            finally:
+                self.unsaved = None
+            return f"; kept in spool ({spool_summary(self.spool_dir)})"
+
+    def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = threading.Timer(seconds, self.expire, args=(seconds, reason, exit_code))
+        self.timer.daemon = True
+        self.timer.start()
+        signal.setitimer(signal.ITIMER_REAL, seconds + 2)
+
+    def expire(self, seconds: float, reason: str, exit_code: int) -> None:
+        step = self.current_step
+        if not exit_code:
+            exit_code = EXIT_CAMERA if step in self.CAMERA_STEPS else EXIT_REDIS
+        message = (reason or f"run timed out after {seconds:g} s while {step}") + (
+            self.keep_unsaved()
+        )
+        log.error("error: %s", message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+
+watchdog = Watchdog()
+
+
+def stop_on_signal(signal_number: int, frame) -> None:
+    exit_code = 128 + signal_number
+    name = signal.Signals(signal_number).name
+    # If the main thread is stuck where this exception cannot reach, end the run anyway.
+    watchdog.start(2, f"stopped by {name}", exit_code)
+    raise Interrupted(f"stopped by {name}", exit_code)
+
+
+class CameraLock:
+    """One run per camera: an flock the kernel releases if its holder dies."""
+
+    def __init__(self, config: Config):
+        self.path = config.lock_dir / f"snap-camera{config.camera_num}.lock"
+        self.timeout = config.lock_timeout
+        self.camera_num = config.camera_num
+        self.fd = -1
+
+    def open(self) -> int:
+        # Shared by every user who may take a shot, so created writable by all; an
+        # existing file is opened without O_CREAT, which sticky /run/lock would refuse.
+        try:
+            return os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            os.fchmod(fd, 0o666)
+            return fd
+        except PermissionError:
+            return os.open(self.path, os.O_RDONLY)
+
+    def __enter__(self) -> CameraLock:
+        try:
+            self.fd = self.open()
+        except OSError as error:
+            raise LockError(f"cannot open lock file {self.path}: {error.strerror}") from error
+        watchdog.step("waiting for another run to finish")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockError(
+                        f"camera {self.camera_num} is still in use by another snap run "
+                        f"(pid {self.holder()}) after LOCK_TIMEOUT={self.timeout:g} s"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # opened read-only: locked all the same, only the pid goes unrecorded
+        return self
+
+    def holder(self) -> str:
+        return os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.fd)  # releases the flock
 
 
 # --- Timers ------------------------------------------------------------------
@@ -520,11 +872,13 @@ def uninstall_timer(args: argparse.Namespace) -> int:
 
 
 def shown_default(value: Any) -> str:
+    if value is None or value == "":
+        return ""
     if isinstance(value, bool):
-        return str(value).lower()
+        return f" [{str(value).lower()}]"
     if isinstance(value, float):
-        return f"{value:g}"
-    return "" if value is None else str(value)
+        return f" [{value:g}]"
+    return f" [{value}]"
 
 
 class Parser(argparse.ArgumentParser):
@@ -534,7 +888,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     variables = "\n".join(
-        f"  {s.name:<18} {s.meaning} [{shown_default(s.default)}]" for s in SETTINGS.values()
+        f"  {s.name:<18} {s.meaning}{shown_default(s.default)}" for s in SETTINGS.values()
     )
     codes = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)
     parser = Parser(
@@ -657,13 +1011,48 @@ def run_check(config: Config, verbose: bool) -> int:
     except SnapError as error:
         print(f"camera: FAILED: {error}")
         failures.append(error.exit_code)
+    try:
+        prepare_spool(config.spool_dir)
+        print(f"spool: ok ({config.spool_dir}, {spool_summary(config.spool_dir)} waiting)")
+    except SnapError as error:
+        print(f"spool: FAILED: {error}")
+        failures.append(error.exit_code)
     return failures[0] if failures else EXIT_OK
+
+
+def store_or_spool(client, config: Config, fields: dict[str, Any]) -> str:
+    """Store the shot; if Redis does not take it, keep it in the spool and say so."""
+    watchdog.hold(fields, config)
+    watchdog.step("storing in Redis")
+    try:
+        key = store(client, config, fields, config.image_expiry)
+    except SnapError as error:
+        kept = watchdog.keep_unsaved()
+        exit_code = EXIT_CANTCREAT if "lost" in kept else error.exit_code
+        raise SnapError(f"not stored: {error}{kept}").with_exit_code(exit_code) from error
+    except Interrupted as stop:
+        raise Interrupted(f"{stop}{watchdog.keep_unsaved()}", stop.exit_code) from stop
+    watchdog.hold(None)
+    return key
+
+
+def deliver_backlog(client, config: Config) -> None:
+    watchdog.step("delivering the spool")
+    try:
+        deliver_spool(client, config)
+    except SnapError as error:
+        log.warning(
+            "warning: spool delivery stopped: %s; %s left", error, spool_summary(config.spool_dir)
+        )
 
 
 def run_shot(config: Config, args: argparse.Namespace) -> int:
     started = time.monotonic()
     client = None if args.dry_run else redis_client(config)
-    shot = take_shot(config, args.verbose)
+    if not args.dry_run:
+        prepare_spool(config.spool_dir)
+    with CameraLock(config):
+        shot = take_shot(config, args.verbose)
     fields = shot_fields(shot, config.metadata_names)
     output_error = None
     if args.output is not None:
@@ -672,7 +1061,7 @@ def run_shot(config: Config, args: argparse.Namespace) -> int:
         except OutputError as error:
             output_error = error
             log.error("error: %s", error)
-    key = None if client is None else store(client, config, fields)
+    key = None if client is None else store_or_spool(client, config, fields)
     report(
         args,
         {
@@ -685,6 +1074,8 @@ def run_shot(config: Config, args: argparse.Namespace) -> int:
             "metadata": shot.metadata,
         },
     )
+    if client is not None:
+        deliver_backlog(client, config)
     return output_error.exit_code if output_error else EXIT_OK
 
 
@@ -702,12 +1093,18 @@ def main(argv: list[str] | None = None) -> int:
         check_output_path(args.output)
         config = load_config(args.env_file)
         handler.addFilter(MaskingFilter(url_password(config.redis_url)))
+        watchdog.start(config.run_timeout)
+        signal.signal(signal.SIGTERM, stop_on_signal)
+        signal.signal(signal.SIGINT, stop_on_signal)
         if args.check:
             return run_check(config, args.verbose)
         return run_shot(config, args)
     except SnapError as error:
         log.error("error: %s", error, exc_info=args.verbose)
         return error.exit_code
+    except Interrupted as stop:
+        log.error("error: %s", stop)
+        return stop.exit_code
     except KeyboardInterrupt:
         log.error("error: interrupted")
         return 130

@@ -137,7 +137,13 @@ def snap_app(tmp_path) -> Path:
 
 
 @pytest.fixture
-def snap_env(redis_server, camera_dir) -> dict[str, str]:
+def spool_dir(tmp_path) -> Path:
+    """Where snap keeps shots Redis did not take (created by snap itself)."""
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
     """The environment snap.py runs in: the fake camera and the test Redis, nothing inherited."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -145,6 +151,8 @@ def snap_env(redis_server, camera_dir) -> dict[str, str]:
         "PYTHONPATH": str(FAKE_CAMERA),
         "FAKE_CAMERA_DIR": str(camera_dir),
         "REDIS_URL": redis_server.url,
+        "SPOOL_DIR": str(spool_dir),
+        "LOCK_DIR": str(camera_dir),
         **SNAP_DEFAULTS,
     }
 

@@ -20,6 +20,11 @@ VARIABLES = [
     "SETTLE_TIMEOUT",
     "CAPTURE_TIMEOUT",
     "CAMERA_METADATA",
+    "RUN_TIMEOUT",
+    "LOCK_TIMEOUT",
+    "LOCK_DIR",
+    "SPOOL_DIR",
+    "SPOOL_MAX_MB",
 ]
 
 

@@ -227,8 +227,8 @@ def test_camera_is_opened_configured_started_and_closed(run_snap, redis_db, came
 
     assert result.returncode == 0, result.stderr
     events = camera_events(camera_dir)
-    assert events[0] == "open 0"
-    assert events.index("configure") < events.index("start") < events.index("capture_file")
+    assert events.index("open 0") < events.index("configure") < events.index("start")
+    assert events.index("start") < events.index("capture_file")
     assert events[-1] == "close"
 
 
@@ -236,4 +236,4 @@ def test_camera_num_selects_the_camera(run_snap, redis_db, camera_dir):
     result = run_snap(CAMERA_NUM="1", FAKE_CAMERA_COUNT="2")
 
     assert result.returncode == 0, result.stderr
-    assert camera_events(camera_dir)[0] == "open 1"
+    assert "open 1" in camera_events(camera_dir)
