@@ -50,10 +50,10 @@ class RedisServer:
         self.process.wait(timeout=10)
 
 
-def start_redis(workdir: Path, *extra_args: str) -> RedisServer:
-    """A redis-server without persistence on a free loopback port, ready for commands."""
+def start_redis(workdir: Path, *extra_args: str, port: int = 0) -> RedisServer:
+    """A redis-server without persistence on loopback (a free port by default), ready for use."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             shutil.which("redis-server") or "redis-server",
@@ -125,6 +125,18 @@ class Run:
     stdout: str
     stderr: str
     seconds: float
+
+
+@pytest.fixture(scope="session")
+def big_jpeg(tmp_path_factory) -> Path:
+    """A noisy JPEG of about 0.4 MB, for the fake camera to hand over as it is."""
+    from PIL import Image
+
+    width, height = 520, 400
+    path = tmp_path_factory.mktemp("jpeg") / "noise.jpg"
+    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    noise.save(path, quality=90)
+    return path
 
 
 @pytest.fixture

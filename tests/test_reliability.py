@@ -1,0 +1,447 @@
+"""Unattended faults: each ends in bounded time, with one line, and the shot where it belongs."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import camera_events, free_port, start_redis
+
+import snap
+
+
+def spooled(spool_dir: Path) -> list[Path]:
+    """The JPEGs of whole spooled shots, oldest first."""
+    return sorted(
+        (path.with_suffix(".jpg") for path in spool_dir.glob("*.json")),
+        key=lambda path: (int(path.name.partition("-")[0]), path.name),
+    )
+
+
+def spooled_timestamp(jpeg: Path) -> int:
+    return json.loads(jpeg.with_suffix(".json").read_text())["timestamp"]
+
+
+def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while event not in camera_events(camera_dir):
+        assert time.monotonic() < deadline, f"no {event} in {camera_events(camera_dir)}"
+        time.sleep(0.05)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if text in line and "ps -eo" not in line]
+
+
+@pytest.fixture
+def silent_redis():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own, which the test may kill and restart on the same port."""
+    servers = [start_redis(tmp_path / "own")]
+    yield servers
+    for server in servers:
+        if server.process.poll() is None:
+            server.stop()
+
+
+@pytest.fixture
+def snap_process(snap_app, snap_env):
+    """Start snap.py in the background: snap_process("--json", CAPTURE_TIMEOUT="30")."""
+    started = []
+
+    def start(*args: str, **env: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, str(snap_app), *args],
+            env={**snap_env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# --- Spool: a shot Redis did not take is kept --------------------------------
+
+
+def test_redis_not_listening_keeps_the_shot_in_the_spool(run_snap, spool_dir, tmp_path):
+    output = tmp_path / "shot.jpg"
+
+    result = run_snap("--output", str(output), REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 75
+    assert re.fullmatch(
+        r"snap: error: not stored: Redis unreachable at redis://127\.0\.0\.1:\d+ \(.+\);"
+        r" kept in spool \(1 shot, \d+ kB\)\n",
+        result.stderr,
+    )
+    assert result.seconds < 5
+    [jpeg] = spooled(spool_dir)
+    assert jpeg.read_bytes() == output.read_bytes()
+
+
+def test_silent_redis_keeps_the_shot_within_the_timeout(run_snap, silent_redis, spool_dir):
+    result = run_snap(REDIS_URL=silent_redis, REDIS_TIMEOUT="1")
+
+    assert result.returncode == 75
+    assert "timeout after 1 s" in result.stderr and "kept in spool" in result.stderr
+    assert result.seconds < 6
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_full_redis_keeps_the_shot(run_snap, tmp_path, spool_dir):
+    server = start_redis(tmp_path / "full", "--maxmemory-policy", "noeviction")
+    server.client().set("ballast", b"x" * 2_000_000)
+    server.client().config_set("maxmemory", "1mb")
+    try:
+        result = run_snap(REDIS_URL=server.url)
+    finally:
+        server.stop()
+
+    assert result.returncode == 75
+    assert "out of memory" in result.stderr
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_wrong_password_keeps_the_shot_and_exits_77(run_snap, tmp_path, spool_dir):
+    server = start_redis(tmp_path / "locked", "--requirepass", "right")
+    try:
+        result = run_snap(REDIS_URL=f"redis://:wrong@127.0.0.1:{server.port}")
+    finally:
+        server.stop()
+
+    assert result.returncode == 77
+    assert "kept in spool (1 shot" in result.stderr
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_spooled_shot_carries_what_is_needed_to_store_it_later(run_snap, spool_dir):
+    result = run_snap(CAMERA_METADATA="ExposureTime", REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 75
+    [jpeg] = spooled(spool_dir)
+    fields = json.loads(jpeg.with_suffix(".json").read_text())
+    assert fields["mime_type"] == "image/jpeg"
+    assert isinstance(fields["lux"], int) and isinstance(fields["exposure_time"], int)
+    assert jpeg.name.startswith(f"{fields['timestamp']}-")
+    assert jpeg.read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_redis_killed_then_restarted_gets_the_backlog_oldest_first_with_remaining_ttl(
+    run_snap, snap_process, own_redis, camera_dir, spool_dir
+):
+    server = own_redis[0]
+    first = snap_process(
+        REDIS_URL=server.url,
+        IMAGE_EXPIRY="100",
+        SETTLE_TIMEOUT="2",
+        FAKE_CAMERA_FAULTS="never-settle",
+    )
+    wait_for_event(camera_dir, "start")
+    server.process.kill()
+    server.process.wait()
+    first.wait(timeout=30)
+    time.sleep(1.1)  # the next shot falls in another second
+    second = run_snap(REDIS_URL=server.url, IMAGE_EXPIRY="100")
+    backlog = [spooled_timestamp(jpeg) for jpeg in spooled(spool_dir)]
+    time.sleep(1.1)
+    own_redis.append(start_redis(server.workdir, port=server.port))
+    monitor_log = spool_dir.parent / "monitor.log"
+    with monitor_log.open("w") as log:
+        monitor = subprocess.Popen(["redis-cli", "-p", str(server.port), "monitor"], stdout=log)
+        time.sleep(0.3)
+        third = run_snap("--json", REDIS_URL=server.url, IMAGE_EXPIRY="100")
+        time.sleep(0.3)
+        monitor.terminate()
+        monitor.wait()
+
+    assert first.returncode == 75 and second.returncode == 75
+    assert third.returncode == 0, third.stderr
+    assert len(backlog) == 2 and backlog[0] < backlog[1]
+    client = redis.Redis(port=server.port)
+    own_key = json.loads(third.stdout)["key"]
+    delivered = [key.decode() for key in client.keys("image:*") if key.decode() != own_key]
+    assert sorted(int(client.hget(key, "timestamp")) for key in delivered) == backlog
+    now = time.time()
+    for key in delivered:
+        expected_ttl = int(client.hget(key, "timestamp")) + 100 - now
+        assert abs(client.ttl(key) - expected_ttl) <= 2
+    writes = re.findall(r'"HSET" "(image:[^"]+)"', monitor_log.read_text())
+    assert writes[0] == own_key
+    assert [int(key.rpartition(":")[2]) for key in writes[1:]] == backlog
+    assert spooled(spool_dir) == []
+    assert third.stderr.count("delivered the spooled shot") == 2
+
+
+def test_spooled_shot_past_its_expiry_is_discarded(run_snap, redis_db, spool_dir):
+    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    time.sleep(2.1)
+
+    result = run_snap(IMAGE_EXPIRY="1")
+
+    assert result.returncode == 0, result.stderr
+    assert "discarded the spooled shot" in result.stderr and "past its expiry" in result.stderr
+    assert len(redis_db.keys("image:*")) == 1
+    assert spooled(spool_dir) == []
+
+
+def test_spool_over_its_cap_drops_the_oldest_shots(run_snap, spool_dir, big_jpeg):
+    down = f"redis://127.0.0.1:{free_port()}"
+    results = [
+        run_snap(REDIS_URL=down, SPOOL_MAX_MB="1", FAKE_CAMERA_JPEG=str(big_jpeg)) for _ in range(4)
+    ]
+
+    kept = spooled(spool_dir)
+    assert [result.returncode for result in results] == [75] * 4
+    assert len(kept) == 2
+    assert sum(path.stat().st_size for path in spool_dir.iterdir()) <= 1_000_000
+    dropped = [
+        line for result in results for line in result.stderr.splitlines() if "dropped" in line
+    ]
+    assert len(dropped) == 2
+    assert all("SPOOL_MAX_MB=1" in line for line in dropped)
+
+
+def test_unwritable_spool_dir_exits_73_naming_it(run_snap, tmp_path, camera_dir):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+
+    result = run_snap(SPOOL_DIR=str(not_a_directory / "spool"))
+
+    assert result.returncode == 73
+    assert result.stderr.count("\n") == 1
+    assert str(not_a_directory / "spool") in result.stderr
+    assert camera_events(camera_dir) == []
+
+
+def test_check_reports_the_backlog(run_snap, spool_dir):
+    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+
+    result = run_snap("--check")
+
+    assert result.returncode == 0, result.stdout
+    assert f"spool: ok ({spool_dir}, 1 shot, " in result.stdout
+
+
+def test_no_half_file_is_taken_for_a_shot(run_snap, redis_db, spool_dir):
+    spool_dir.mkdir()
+    (spool_dir / ".1700000000-1-abc.jpg.partial").write_bytes(b"\xff\xd8half")
+    (spool_dir / "1700000001-1-abc.jpg").write_bytes(b"\xff\xd8no fields yet")
+
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert len(redis_db.keys("image:*")) == 1
+    assert "spooled" not in result.stderr
+
+
+# --- Watchdog: no run hangs ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "step"),
+    [
+        ("hang-start,hang-hard", "starting the camera"),
+        ("af-hang,hang-hard", "autofocus"),
+        ("hang-capture,hang-hard", "capturing"),
+    ],
+)
+def test_camera_hung_beyond_python_exceptions_ends_within_run_timeout(
+    run_snap, redis_db, camera_dir, faults, step
+):
+    result = run_snap(
+        RUN_TIMEOUT="3",
+        CAMERA_AUTOFOCUS="true",
+        AUTOFOCUS_TIMEOUT="30",
+        CAPTURE_TIMEOUT="30",
+        FAKE_CAMERA_FAULTS=faults,
+    )
+
+    assert result.returncode == 69
+    assert result.stderr.endswith(f"snap: error: run timed out after 3 s while {step}\n")
+    assert result.seconds < 3 + 2
+    assert processes_mentioning(str(camera_dir.parent)) == []
+    assert redis_db.keys("*") == []
+
+
+def test_redis_hang_after_capture_spools_the_shot_and_ends_within_run_timeout(
+    run_snap, silent_redis, spool_dir
+):
+    result = run_snap(RUN_TIMEOUT="3", REDIS_TIMEOUT="30", REDIS_URL=silent_redis)
+
+    assert result.returncode == 75
+    assert "run timed out after 3 s while storing in Redis; kept in spool (1 shot" in result.stderr
+    assert result.seconds < 3 + 2
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_sigterm_during_capture_closes_the_camera_and_exits_143(
+    snap_process, redis_db, camera_dir, spool_dir
+):
+    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
+    wait_for_event(camera_dir, "capture_file")
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+
+    assert process.returncode == 143
+    assert process.stderr.read() == "snap: error: stopped by SIGTERM\n"
+    assert camera_events(camera_dir)[-1] == "close"
+    assert redis_db.keys("*") == []
+
+
+def test_sigterm_while_storing_spools_the_shot_and_exits_143(
+    snap_process, silent_redis, camera_dir, spool_dir
+):
+    process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30")
+    wait_for_event(camera_dir, "close")
+    time.sleep(0.3)
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+
+    assert process.returncode == 143
+    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_ctrl_c_during_capture_exits_130(snap_process, camera_dir):
+    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
+    wait_for_event(camera_dir, "capture_file")
+
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+
+    assert process.returncode == 130
+    assert camera_events(camera_dir)[-1] == "close"
+
+
+# --- One camera, one run -------------------------------------------------------
+
+
+def test_second_run_on_the_same_camera_waits_for_the_first(snap_process, redis_db):
+    slow = {"SETTLE_TIMEOUT": "1.5", "FAKE_CAMERA_FAULTS": "never-settle"}
+    first = snap_process(**slow)
+    time.sleep(0.5)
+    second = snap_process(**slow)
+
+    first.wait(timeout=30)
+    second.wait(timeout=30)
+
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert len(redis_db.keys("image:*")) == 2
+
+
+def test_camera_still_locked_at_lock_timeout_exits_75_naming_the_holder(
+    snap_process, camera_dir, redis_db
+):
+    first = snap_process(SETTLE_TIMEOUT="6", FAKE_CAMERA_FAULTS="never-settle")
+    wait_for_event(camera_dir, "start")
+    started = time.monotonic()
+    second = snap_process(LOCK_TIMEOUT="1")
+
+    second.wait(timeout=30)
+    seconds = time.monotonic() - started
+    first.wait(timeout=30)
+
+    assert second.returncode == 75
+    assert f"still in use by another snap run (pid {first.pid})" in second.stderr.read()
+    assert seconds < 4
+    assert first.returncode == 0
+
+
+def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, run_snap, snap_env):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import picamera2, sys; c = picamera2.Picamera2(0); sys.stdin.read()",
+        ],
+        env={**os.environ, **snap_env},
+        stdin=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1)
+        result = run_snap()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+    assert result.returncode == 69
+    assert "another program holds it" in result.stderr
+    assert 2.5 < result.seconds < 10
+
+
+# --- No overwrite ----------------------------------------------------------------
+
+
+@pytest.fixture
+def snap_config(redis_server, tmp_path, monkeypatch) -> snap.Config:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+    return snap.load_config(None)
+
+
+def test_shot_in_an_already_used_second_gets_its_own_key(run_snap, redis_db):
+    now = int(time.time())
+    for second in range(now - 1, now + 30):
+        redis_db.hset(f"image:{second}", mapping={"timestamp": second, "mime_type": "other"})
+
+    result = run_snap("--json")
+
+    assert result.returncode == 0, result.stderr
+    key = json.loads(result.stdout)["key"]
+    timestamp = json.loads(result.stdout)["timestamp"]
+    assert key == f"image:{timestamp}-2"
+    assert redis_db.hget(f"image:{timestamp}", "mime_type") == b"other"
+    assert b"image_data" not in redis_db.hgetall(f"image:{timestamp}")
+    assert int(redis_db.hget(key, "timestamp")) == timestamp
+
+
+def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
+    fields = [
+        {"image_data": bytes([n]) * 100_000, "timestamp": 1700000000, "mime_type": "image/jpeg"}
+        for n in range(8)
+    ]
+    keys = []
+
+    def store(shot_fields):
+        client = snap.redis_client(snap_config)
+        keys.append(snap.store(client, snap_config, shot_fields, 60))
+
+    threads = [threading.Thread(target=store, args=(shot,)) for shot in fields]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(keys)) == 8
+    assert sorted(keys) == sorted(
+        ["image:1700000000"] + [f"image:1700000000-{n}" for n in range(2, 9)]
+    )
+    stored = {redis_db.hget(key, "image_data") for key in keys}
+    assert stored == {shot["image_data"] for shot in fields}
+    assert all(redis_db.ttl(key) > 0 for key in keys)
