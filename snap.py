@@ -324,7 +324,7 @@ BUSY_RETRY_SECONDS = 3.0
 
 @dataclass(frozen=True)
 class Shot:
-    jpeg: bytes
+    jpeg: memoryview
     metadata: dict
     timestamp: int
 
@@ -430,7 +430,8 @@ def capture(picam2, timeout: float) -> Shot:
         metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
     except concurrent.futures.TimeoutError as error:
         raise CameraError(f"camera hung: no picture within {timeout:g} s") from error
-    return Shot(jpeg=buffer.getvalue(), metadata=metadata, timestamp=int(time.time()))
+    # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
+    return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
 
 
 def take_shot(config: Config, verbose: bool) -> Shot:
@@ -859,13 +860,300 @@ class CameraLock:
 
 # --- Timers ------------------------------------------------------------------
 
+UNIT_DIR = Path("etc/systemd/system")
+UNIT_NAMES = ("snap.service", "snap.timer", "snap@.service", "snap@.timer")
+# ProtectHome= hides these from the service.
+HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
+# Time span units as systemd.time(7) spells them, in seconds; a bare number is seconds.
+SPAN_UNITS = {
+    "": 1,
+    **dict.fromkeys(("us", "usec", "\u00b5s", "\u03bcs"), 1e-6),
+    **dict.fromkeys(("ms", "msec"), 1e-3),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * 86400),
+    **dict.fromkeys(("M", "month", "months"), 2629800),
+    **dict.fromkeys(("y", "year", "years"), 31557600),
+}
+SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([^\d\s.]*)\s*")
+
+SERVICE_UNIT = """\
+[Unit]
+Description={description}
+Documentation=file://{app_dir}/README.md
+# Redis may be on another host, and a clock not yet set would misdate the shot
+# (see the README on a Raspberry Pi without a real-time clock).
+After=network-online.target time-sync.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+User={user}
+# The group of the camera's device nodes.
+SupplementaryGroups=video
+{exec_start}
+{environment_files}
+# The spool of shots Redis did not take: /var/lib/{state}, given to snap as $STATE_DIRECTORY.
+StateDirectory={state}
+# The per-camera lock, shared with the test shots taken by hand.
+ReadWritePaths=/run/lock
+# snap.py ends a run after RUN_TIMEOUT (60 s); this is the backstop should it not. A oneshot
+# has no start timeout by default, and one hung run would stop the timer for good.
+TimeoutStartSec=90
+# SIGKILL this long after the SIGTERM that ends a run past its timeout.
+TimeoutStopSec=15
+
+# Sandbox: about 1.5 in `systemd-analyze security` (0 is the safest, 10 the least safe).
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+ProtectSystem=strict
+# /home, /root and /run/user are hidden; what snap needs there is mounted back, read-only.
+{protect_home}
+PrivateTmp=yes
+PrivateMounts=yes
+# Only the camera's device nodes, which PrivateDevices=yes would hide: /dev/video* and
+# /dev/v4l-subdev* (video4linux), /dev/media* (media), /dev/dma_heap/* (frame buffers).
+DevicePolicy=closed
+DeviceAllow=char-video4linux rw
+DeviceAllow=char-media rw
+DeviceAllow=char-dma_heap rw
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+# Redis over TCP, on any host (so no IPAddressAllow=), or over a unix socket; libcamera
+# learns of cameras from udev over netlink.
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+UMask=0077
+# No RemoveIPC=: it would delete all of the user's IPC objects, their desktop session's too.
+"""
+
+TIMER_UNIT = """\
+[Unit]
+Description={description}
+Documentation=file://{app_dir}/README.md
+
+[Timer]
+# A minute after boot (at once when the timer starts later), then every {every} from the
+# start of the previous run; a run still going when the next is due is not started twice.
+OnBootSec=1min
+OnUnitActiveSec={every}
+# The default accuracy, one minute, would make a short interval meaningless.
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+class PermissionRefused(SnapError):
+    exit_code = EXIT_NOPERM
+
+
+class UnitWriteError(SnapError):
+    exit_code = EXIT_CANTCREAT
+
+
+def span_seconds(span: str) -> float | None:
+    """A systemd time span such as 30s or 1min 30s, in seconds; None if it is not one."""
+    seconds = 0.0
+    position = 0
+    while position < len(span):
+        part = SPAN_PART.match(span, position)
+        if part is None or part.end() == position or part.group(2) not in SPAN_UNITS:
+            return None
+        seconds += float(part.group(1)) * SPAN_UNITS[part.group(2)]
+        position = part.end()
+    return seconds if position else None
+
+
+def check_interval(every: str) -> str:
+    seconds = span_seconds(every)
+    if seconds is None:
+        raise UsageError(
+            f"--every {every!r} is not a time span: expected e.g. 30s, 5min, 1h or 1min 30s"
+        )
+    if seconds < 1:
+        raise UsageError(f"--every {every!r} is too short: the shortest interval is 1s")
+    return every.strip()
+
+
+def service_user(args: argparse.Namespace) -> str:
+    """--user, else whoever ran sudo; never root, and known here when installing here."""
+    import pwd
+
+    user = args.user or os.environ.get("SUDO_USER", "")
+    if not user or user == "root":
+        raise UsageError("name the user who takes the photos (not root): --user NAME")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
+        raise UsageError(f"--user {user!r} is not a user name")
+    if args.root == Path("/"):  # below another root the user may exist only there
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise UsageError(f"--user {user!r}: no such user") from None
+    return user
+
+
+def unit_path(path: Path) -> str:
+    """The path as a unit file can hold it: absolute, with no space, quote, % or $."""
+    if not path.is_absolute() or not re.fullmatch(r"[\w./+@,-]+", str(path)):
+        raise UsageError(
+            f"{path} cannot be written in a unit file: move the checkout to a path "
+            "of letters, digits and ._-/ only"
+        )
+    return str(path)
+
+
+def interpreter_dirs(python: Path) -> list[Path]:
+    """The venv the interpreter belongs to, and the installation it links to."""
+    return [python.parent.parent, python.resolve().parent.parent]
+
+
+def protect_home(needed: list[Path]) -> str:
+    """ProtectHome= and the directories snap needs from under it, mounted back read-only."""
+    under_home = {path for path in needed if any(path.is_relative_to(home) for home in HOME_DIRS)}
+    outermost = sorted(
+        path
+        for path in under_home
+        if not any(path != other and path.is_relative_to(other) for other in under_home)
+    )
+    if not outermost:
+        return "ProtectHome=yes"
+    return "ProtectHome=tmpfs\nBindReadOnlyPaths=" + " ".join(unit_path(p) for p in outermost)
+
+
+def render_units(app_dir: Path, python: Path, user: str, every: str) -> dict[str, str]:
+    """The text of each unit file, by name, for snap.py in app_dir run by python."""
+    app = unit_path(app_dir)
+    command = f"{unit_path(python)} {app}/snap.py"
+    shared = {
+        "app_dir": app,
+        "user": user,
+        "every": every,
+        "protect_home": protect_home([app_dir, *interpreter_dirs(python)]),
+    }
+    return {
+        "snap.service": SERVICE_UNIT.format(
+            **shared,
+            description="Take one photo and store it in Redis",
+            exec_start=f"ExecStart={command}",
+            environment_files=f"EnvironmentFile=-{app}/.env",
+            state="snap",
+        ),
+        "snap.timer": TIMER_UNIT.format(**shared, description=f"Take a photo every {every}"),
+        "snap@.service": SERVICE_UNIT.format(
+            **shared,
+            description="Take one photo with camera %i and store it in Redis",
+            exec_start=(
+                "# The instance is the camera number; it wins over CAMERA_NUM in the env files.\n"
+                f"ExecStart=/usr/bin/env CAMERA_NUM=%i {command}"
+            ),
+            environment_files=(
+                f"EnvironmentFile=-{app}/.env\n"
+                "# This camera's own settings, e.g. IMAGE_KEY_PREFIX, over the shared ones.\n"
+                f"EnvironmentFile=-{app}/.env.camera%i"
+            ),
+            state="snap@%i",
+        ),
+        "snap@.timer": TIMER_UNIT.format(
+            **shared, description=f"Take a photo with camera %i every {every}"
+        ),
+    }
+
+
+def unit_file_error(error: OSError, option: str) -> SnapError:
+    """The one line for a unit file that could not be written or removed."""
+    if isinstance(error, PermissionError):
+        return PermissionRefused(
+            f"cannot change {error.filename}: permission denied; run it as root: "
+            f"sudo {sys.executable} {Path(__file__).resolve()} {option}"
+        )
+    return UnitWriteError(f"cannot change {error.filename}: {error.strerror}")
+
+
+def systemctl(*arguments: str) -> None:
+    """Tell the running systemd; a failure is reported, not fatal: the files are in place."""
+    import subprocess
+
+    try:
+        subprocess.run(
+            ["systemctl", "--no-ask-password", *arguments],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = getattr(error, "stderr", "") or str(error)
+        log.warning("warning: systemctl %s failed: %s", " ".join(arguments), reason.strip())
+
 
 def install_timer(args: argparse.Namespace) -> int:
-    raise UsageError("--install-timer is not available yet")
+    every = check_interval(args.every)
+    user = service_user(args)
+    units = render_units(Path(__file__).resolve().parent, Path(sys.executable), user, every)
+    unit_dir = args.root / UNIT_DIR
+    try:
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (unit_dir / name).write_text(text)
+    except OSError as error:
+        raise unit_file_error(error, "--install-timer") from error
+    if args.root == Path("/"):
+        systemctl("daemon-reload")
+    if not args.quiet:
+        print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
+        print("next: sudo systemctl enable --now snap.timer (or snap@0.timer snap@1.timer)")
+        print("      after reinstalling: sudo systemctl restart snap.timer")
+    return EXIT_OK
+
+
+def installed_files(unit_dir: Path) -> list[Path]:
+    """snap's unit files in unit_dir, and the links that enable its timers."""
+    wants = unit_dir / "timers.target.wants"
+    return [unit_dir / name for name in listing(unit_dir) if name in UNIT_NAMES] + [
+        wants / name for name in listing(wants) if re.fullmatch(r"snap(@[^/]+)?\.timer", name)
+    ]
+
+
+def listing(directory: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
 
 
 def uninstall_timer(args: argparse.Namespace) -> int:
-    raise UsageError("--uninstall-timer is not available yet")
+    unit_dir = args.root / UNIT_DIR
+    try:
+        files = installed_files(unit_dir)
+        for path in files:
+            path.unlink()
+    except OSError as error:
+        raise unit_file_error(error, "--uninstall-timer") from error
+    if args.root == Path("/") and files:
+        # Loaded until the reload; a shot already running is left to finish.
+        systemctl("stop", "snap.timer", "snap@*.timer")
+        systemctl("daemon-reload")
+    if not args.quiet:
+        removed = ", ".join(str(path.relative_to(unit_dir)) for path in files)
+        print(f"removed {removed} from {unit_dir}" if files else f"no snap units in {unit_dir}")
+    return EXIT_OK
 
 
 # --- Command line ------------------------------------------------------------
