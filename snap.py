@@ -18,6 +18,7 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,7 +53,7 @@ EXIT_CODES = (
 
 MIME_TYPE = "image/jpeg"
 # Fields of the data contract; CAMERA_METADATA may not shadow them.
-CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux")
+CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
 
 
 class SnapError(Exception):
@@ -111,8 +112,10 @@ SETTINGS = {
     for s in (
         Setting("REDIS_URL", "redis://localhost:6379", "Redis URL: redis://, rediss:// or unix://"),
         Setting("REDIS_TIMEOUT", 5.0, "seconds to wait for Redis to connect or answer"),
+        Setting("REDIS_CLUSTER", False, "REDIS_URL names a node of a Redis Cluster"),
         Setting("IMAGE_EXPIRY", 3600, "seconds a shot stays in Redis (its TTL)"),
         Setting("IMAGE_KEY_PREFIX", "image", "shots are stored as PREFIX:<unix seconds>"),
+        Setting("CAMERA_NAME", None, "stored in each shot's camera field (default: hostname)"),
         Setting("CAMERA_NUM", 0, "camera to use, as listed by --check"),
         Setting("IMAGE_WIDTH", None, "picture width in pixels (default: full sensor)"),
         Setting("IMAGE_HEIGHT", None, "picture height in pixels (set both or neither)"),
@@ -141,8 +144,10 @@ SETTINGS = {
 class Config:
     redis_url: str
     redis_timeout: float
+    redis_cluster: bool
     image_expiry: int
     key_prefix: str
+    camera_name: str
     camera_num: int
     size: tuple[int, int] | None
     jpeg_quality: int
@@ -247,6 +252,12 @@ def check_redis_url(url: str) -> str:
         raise ConfigError(
             f"REDIS_URL={mask_url(url)!r} is invalid: expected a redis://, rediss:// or unix:// URL"
         )
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url)  # parses only: nothing connects
+    except ValueError as error:
+        raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {error}") from error
     return url
 
 
@@ -275,6 +286,7 @@ def load_config(env_file: Path | None) -> Config:
     return Config(
         redis_url=check_redis_url(read_setting(env, "str", "REDIS_URL", "a URL")),
         redis_timeout=read_setting(env, "float", "REDIS_TIMEOUT", seconds, validate=positive),
+        redis_cluster=read_setting(env, "bool", "REDIS_CLUSTER", "true or false"),
         image_expiry=read_setting(
             env,
             "int",
@@ -283,6 +295,7 @@ def load_config(env_file: Path | None) -> Config:
             validate=Range(min=1),
         ),
         key_prefix=check_key_prefix(read_setting(env, "str", "IMAGE_KEY_PREFIX", "a prefix")),
+        camera_name=read_setting(env, "str", "CAMERA_NAME", "a name") or socket.gethostname(),
         camera_num=read_setting(
             env, "int", "CAMERA_NUM", "a camera number, 0 or more", validate=Range(min=0)
         ),
@@ -486,18 +499,19 @@ def flat_value(value: Any) -> Any:
     return value
 
 
-def shot_fields(shot: Shot, metadata_names: tuple[str, ...]) -> dict[str, Any]:
+def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "image_data": shot.jpeg,
         "timestamp": shot.timestamp,
         "mime_type": MIME_TYPE,
+        "camera": config.camera_name,
     }
     lux = shot.metadata.get("Lux")
     if isinstance(lux, (int, float)) and math.isfinite(lux):
         fields["lux"] = int(lux)
     else:
         log.warning("warning: the camera reported no Lux; storing the shot without lux")
-    for name in metadata_names:
+    for name in config.metadata_names:
         if name in shot.metadata:
             fields[to_snake_case(name)] = flat_value(shot.metadata[name])
         else:
@@ -509,19 +523,20 @@ def redis_client(config: Config):
     """A client for REDIS_URL that fails fast: no retries, bounded waits."""
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import RedisClusterException
     from redis.retry import Retry
 
+    client_class = redis.RedisCluster if config.redis_cluster else redis.Redis
     try:
-        return redis.Redis.from_url(
+        # A cluster client connects here, to learn which node holds which keys.
+        return client_class.from_url(
             config.redis_url,
             socket_timeout=config.redis_timeout,
             socket_connect_timeout=config.redis_timeout,
             retry=Retry(NoBackoff(), 0),
         )
-    except ValueError as error:
-        raise ConfigError(
-            f"REDIS_URL={mask_url(config.redis_url)!r} is invalid: {error}"
-        ) from error
+    except (redis.RedisError, RedisClusterException) as error:
+        raise redis_failure(error, config) from error
 
 
 def redis_failure(error: Exception, config: Config) -> SnapError:
@@ -532,7 +547,12 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
     # keep only the server's words so even a --verbose traceback stays clean.
     error.args = (server_reason(error),)
     where = mask_url(config.redis_url)
-    if isinstance(error, (redis.AuthenticationError, redis.exceptions.NoPermissionError)):
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return RedisDenied(
+            f"Redis refused access at {where}: {server_reason(error)}; "
+            f"{permission_hint(server_reason(error), config)}"
+        )
+    if isinstance(error, redis.AuthenticationError):
         return RedisDenied(f"Redis refused access at {where}: {server_reason(error)}")
     if isinstance(error, redis.TimeoutError):
         return RedisUnavailable(
@@ -545,6 +565,15 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
     if isinstance(error, redis.exceptions.ReadOnlyError):
         return RedisUnavailable(f"Redis refused the write: {where} is a read-only replica")
     return RedisUnavailable(f"Redis refused the write: {server_reason(error)}")
+
+
+def permission_hint(reason: str, config: Config) -> str:
+    """What an ACL user lacks, as the ACL SETUSER rule that grants it."""
+    user = urlsplit(config.redis_url).username or "default"
+    command = re.search(r"run the '([\w|]+)' command", reason)
+    if command:
+        return f"grant it with: ACL SETUSER {user} +{command.group(1).lower()}"
+    return f"grant the keys with: ACL SETUSER {user} ~{config.key_prefix}:*"
 
 
 def server_reason(error: Exception) -> str:
@@ -570,6 +599,7 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
     EXPIRE go in one MULTI/EXEC, so no shot is ever left without its TTL.
     """
     import redis
+    from redis.exceptions import RedisClusterException
 
     try:
         with client.pipeline(transaction=True) as pipe:
@@ -586,18 +616,19 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
                     return key
                 except redis.WatchError:
                     continue
-    except redis.RedisError as error:
+    except (redis.RedisError, RedisClusterException) as error:
         raise redis_failure(error, config) from error
     raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 
 def redis_version(client, config: Config) -> str:
     import redis
+    from redis.exceptions import RedisClusterException
 
     try:
         client.ping()
         return client.info("server").get("redis_version", "unknown")
-    except redis.RedisError as error:
+    except (redis.RedisError, RedisClusterException) as error:
         raise redis_failure(error, config) from error
 
 
@@ -898,7 +929,7 @@ SupplementaryGroups=video
 # The spool of shots Redis did not take: /var/lib/{state}, given to snap as $STATE_DIRECTORY.
 StateDirectory={state}
 # The per-camera lock, shared with the test shots taken by hand.
-ReadWritePaths=/run/lock
+ReadWritePaths=-/run/lock
 # snap.py ends a run after RUN_TIMEOUT (60 s); this is the backstop should it not. A oneshot
 # has no start timeout by default, and one hung run would stop the timer for good.
 TimeoutStartSec=90
@@ -974,7 +1005,7 @@ def span_seconds(span: str) -> float | None:
     position = 0
     while position < len(span):
         part = SPAN_PART.match(span, position)
-        if part is None or part.end() == position or part.group(2) not in SPAN_UNITS:
+        if part is None or part.group(2) not in SPAN_UNITS:
             return None
         seconds += float(part.group(1)) * SPAN_UNITS[part.group(2)]
         position = part.end()
@@ -1076,14 +1107,13 @@ def render_units(app_dir: Path, python: Path, user: str, every: str) -> dict[str
     }
 
 
-def unit_file_error(error: OSError, option: str) -> SnapError:
+def unit_file_error(error: OSError, doing: str) -> SnapError:
     """The one line for a unit file that could not be written or removed."""
     if isinstance(error, PermissionError):
         return PermissionRefused(
-            f"cannot change {error.filename}: permission denied; run it as root: "
-            f"sudo {sys.executable} {Path(__file__).resolve()} {option}"
+            f"cannot {doing} {error.filename}: permission denied; run it as root (sudo)"
         )
-    return UnitWriteError(f"cannot change {error.filename}: {error.strerror}")
+    return UnitWriteError(f"cannot {doing} {error.filename}: {error.strerror}")
 
 
 def systemctl(*arguments: str) -> None:
@@ -1113,7 +1143,7 @@ def install_timer(args: argparse.Namespace) -> int:
         for name, text in units.items():
             (unit_dir / name).write_text(text)
     except OSError as error:
-        raise unit_file_error(error, "--install-timer") from error
+        raise unit_file_error(error, "write") from error
     if args.root == Path("/"):
         systemctl("daemon-reload")
     if not args.quiet:
@@ -1145,10 +1175,11 @@ def uninstall_timer(args: argparse.Namespace) -> int:
         for path in files:
             path.unlink()
     except OSError as error:
-        raise unit_file_error(error, "--uninstall-timer") from error
+        raise unit_file_error(error, "remove") from error
     if args.root == Path("/") and files:
-        # Loaded until the reload; a shot already running is left to finish.
-        systemctl("stop", "snap.timer", "snap@*.timer")
+        enabled = [path.name for path in files if path.parent.name == "timers.target.wants"]
+        if enabled:  # still loaded until the reload; a shot already running is left to finish
+            systemctl("stop", *enabled)
         systemctl("daemon-reload")
     if not args.quiet:
         removed = ", ".join(str(path.relative_to(unit_dir)) for path in files)
@@ -1308,11 +1339,12 @@ def run_check(config: Config, verbose: bool) -> int:
     return failures[0] if failures else EXIT_OK
 
 
-def store_or_spool(client, config: Config, fields: dict[str, Any]) -> str:
-    """Store the shot; if Redis does not take it, keep it in the spool and say so."""
+def store_or_spool(config: Config, fields: dict[str, Any]):
+    """Store the shot and return (client, key); if Redis does not take it, spool it and say so."""
     watchdog.hold(fields, config)
     watchdog.step("storing in Redis")
     try:
+        client = redis_client(config)
         key = store(client, config, fields, config.image_expiry)
     except SnapError as error:
         kept = watchdog.keep_unsaved()
@@ -1321,7 +1353,7 @@ def store_or_spool(client, config: Config, fields: dict[str, Any]) -> str:
     except Interrupted as stop:
         raise Interrupted(f"{stop}{watchdog.keep_unsaved()}", stop.exit_code) from stop
     watchdog.hold(None)
-    return key
+    return client, key
 
 
 def deliver_backlog(client, config: Config) -> None:
@@ -1336,12 +1368,11 @@ def deliver_backlog(client, config: Config) -> None:
 
 def run_shot(config: Config, args: argparse.Namespace) -> int:
     started = time.monotonic()
-    client = None if args.dry_run else redis_client(config)
     if not args.dry_run:
         prepare_spool(config.spool_dir)
     with CameraLock(config):
         shot = take_shot(config, args.verbose)
-    fields = shot_fields(shot, config.metadata_names)
+    fields = shot_fields(shot, config)
     output_error = None
     if args.output is not None:
         try:
@@ -1349,7 +1380,7 @@ def run_shot(config: Config, args: argparse.Namespace) -> int:
         except OutputError as error:
             output_error = error
             log.error("error: %s", error)
-    key = None if client is None else store_or_spool(client, config, fields)
+    client, key = (None, None) if args.dry_run else store_or_spool(config, fields)
     report(
         args,
         {

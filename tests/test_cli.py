@@ -7,8 +7,10 @@ from conftest import ROOT, camera_events
 VARIABLES = [
     "REDIS_URL",
     "REDIS_TIMEOUT",
+    "REDIS_CLUSTER",
     "IMAGE_EXPIRY",
     "IMAGE_KEY_PREFIX",
+    "CAMERA_NAME",
     "CAMERA_NUM",
     "IMAGE_WIDTH",
     "IMAGE_HEIGHT",

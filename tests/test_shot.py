@@ -3,6 +3,7 @@
 import io
 import json
 import re
+import socket
 import subprocess
 import time
 
@@ -43,7 +44,7 @@ def test_shot_stores_the_contract_fields(run_snap, redis_db):
     assert result.returncode == 0, result.stderr
     key = only_key(redis_db)
     fields = redis_db.hgetall(key)
-    assert set(fields) == {b"image_data", b"timestamp", b"mime_type", b"lux"}
+    assert set(fields) == {b"image_data", b"timestamp", b"mime_type", b"lux", b"camera"}
     assert fields[b"mime_type"] == b"image/jpeg"
     assert key == f"image:{int(fields[b'timestamp'])}"
     assert before <= int(fields[b"timestamp"]) <= int(time.time())
@@ -230,6 +231,20 @@ def test_camera_is_opened_configured_started_and_closed(run_snap, redis_db, came
     assert events.index("open 0") < events.index("configure") < events.index("start")
     assert events.index("start") < events.index("capture_file")
     assert events[-1] == "close"
+
+
+def test_camera_field_holds_the_hostname_by_default(run_snap, redis_db):
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.hget(only_key(redis_db), "camera") == socket.gethostname().encode()
+
+
+def test_camera_name_is_stored_in_the_camera_field(run_snap, redis_db):
+    result = run_snap(CAMERA_NAME="garden")
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.hget(only_key(redis_db), "camera") == b"garden"
 
 
 def test_camera_num_selects_the_camera(run_snap, redis_db, camera_dir):
