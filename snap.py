@@ -61,10 +61,6 @@ class SnapError(Exception):
 
     exit_code = 1
 
-    def with_exit_code(self, exit_code: int) -> SnapError:
-        self.exit_code = exit_code
-        return self
-
 
 class UsageError(SnapError):
     exit_code = EXIT_USAGE
@@ -795,13 +791,9 @@ class Watchdog:
         with self.lock:
             if self.unsaved is None or self.spool_dir is None:
                 return ""
-            try:
-                spool(self.spool_dir, self.unsaved)
-                trim_spool(self.spool_dir, self.spool_max_bytes)
-            except SpoolError as error:
-                return f"; the shot is lost: {error}"
-            finally:
-                self.unsaved = None
+            fields, self.unsaved = self.unsaved, None
+            spool(self.spool_dir, fields)
+            trim_spool(self.spool_dir, self.spool_max_bytes)
             return f"; kept in spool ({spool_summary(self.spool_dir)})"
 
     def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
@@ -816,9 +808,11 @@ class Watchdog:
         step = self.current_step
         if not exit_code:
             exit_code = EXIT_CAMERA if step in self.CAMERA_STEPS else EXIT_REDIS
-        message = (reason or f"run timed out after {seconds:g} s while {step}") + (
-            self.keep_unsaved()
-        )
+        message = reason or f"run timed out after {seconds:g} s while {step}"
+        try:
+            message += self.keep_unsaved()
+        except SpoolError as error:
+            message += f"; the shot is lost: {error}"
         log.error("error: %s", message)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -1347,9 +1341,11 @@ def store_or_spool(config: Config, fields: dict[str, Any]):
         client = redis_client(config)
         key = store(client, config, fields, config.image_expiry)
     except SnapError as error:
-        kept = watchdog.keep_unsaved()
-        exit_code = EXIT_CANTCREAT if "lost" in kept else error.exit_code
-        raise SnapError(f"not stored: {error}{kept}").with_exit_code(exit_code) from error
+        try:
+            kept = watchdog.keep_unsaved()
+        except SpoolError as spool_error:
+            raise SpoolError(f"not stored: {error}; the shot is lost: {spool_error}") from error
+        raise type(error)(f"not stored: {error}{kept}") from error
     except Interrupted as stop:
         raise Interrupted(f"{stop}{watchdog.keep_unsaved()}", stop.exit_code) from stop
     watchdog.hold(None)
