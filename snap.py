@@ -45,7 +45,7 @@ EXIT_CODES = (
     (EXIT_USAGE, "bad command line"),
     (EXIT_CAMERA, "camera unavailable: none detected, busy, failed or hung"),
     (EXIT_SOFTWARE, "internal error: please report it with the --verbose output"),
-    (EXIT_CANTCREAT, "SPOOL_DIR or the --output file cannot be written"),
+    (EXIT_CANTCREAT, "SPOOL_DIR, the --output file or a unit file cannot be written"),
     (EXIT_REDIS, "Redis unavailable or refused the write (shot spooled), or camera still locked"),
     (EXIT_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
     (EXIT_CONFIG, "invalid configuration"),

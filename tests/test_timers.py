@@ -1,0 +1,523 @@
+"""Timers: the systemd units and the cron line, checked by systemd's own tools and run for real."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events
+
+import snap
+
+TIMERS = ROOT / "timers"
+UNIT_DIR = Path("etc/systemd/system")
+# The checkout the README installs, for which the files in timers/ are written.
+DOCUMENTED_CHECKOUT = Path("/home/pi/snap")
+# systemd's PATH for a service; the rest of its environment comes from EnvironmentFile=.
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+# All that cron gives a job (HOME is added per test).
+CRON_ENV = {"LOGNAME": "pi", "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
+NOBODY = 65534
+
+
+# --- Helpers -----------------------------------------------------------------
+
+
+def unit_values(text: str, key: str) -> list[str]:
+    """Every value given to key in a unit file, in order."""
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
+
+
+def systemd_analyze(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["systemd-analyze", "--no-pager", *args],
+        env={**os.environ, "SYSTEMD_COLORS": "0", "SYSTEMD_LOG_LEVEL": "info"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def span_seconds(span: str) -> float:
+    """A time span as systemd reads it."""
+    result = systemd_analyze("timespan", span)
+    assert result.returncode == 0, result.stderr
+    return int(re.search(r"μs: (\d+)", result.stdout).group(1)) / 1e6
+
+
+def write_env(path: Path, **variables: str) -> None:
+    path.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
+
+
+def read_env(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def snap_command(checkout: Path, *args: str) -> list[str]:
+    return [str(checkout / ".venv" / "bin" / "python"), str(checkout / "snap.py"), *args]
+
+
+def run(command: list[str], timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
+        env={"PATH": os.environ["PATH"], **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def install(checkout: Path, root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return run(snap_command(checkout, "--install-timer", "--root", str(root), *args), **env)
+
+
+def run_unit(unit: Path, instance: str, state_dir: Path) -> subprocess.CompletedProcess:
+    """The unit's ExecStart, run as systemd would: its EnvironmentFile= read in order."""
+    text = unit.read_text().replace("%i", instance)
+    environment = {"PATH": SERVICE_PATH, "STATE_DIRECTORY": str(state_dir)}
+    for value in unit_values(text, "EnvironmentFile"):
+        path = Path(value.lstrip("-"))
+        if path.exists():
+            environment.update(read_env(path))
+    [exec_start] = unit_values(text, "ExecStart")
+    return subprocess.run(
+        shlex.split(exec_start), env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def cron_command(checkout: Path) -> str:
+    """The command of the crontab line in timers/snap.cron, for this checkout."""
+    lines = (TIMERS / "snap.cron").read_text().splitlines()
+    [line] = [line for line in lines if line and not line.startswith("#")]
+    return line.split(None, 5)[5].replace(str(DOCUMENTED_CHECKOUT), str(checkout))
+
+
+def run_cron(command: str, home: Path, **camera: str) -> subprocess.CompletedProcess:
+    """The command as cron runs it: /bin/sh -c in cron's bare environment. The fake camera's
+    own variables stand in for the hardware: snap.py reads only its own from .env."""
+    variables = {**CRON_ENV, "HOME": str(home), **camera}
+    assignments = [f"{name}={value}" for name, value in variables.items()]
+    return subprocess.run(
+        ["env", "-i", *assignments, "/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def as_unprivileged() -> list[str]:
+    """A command prefix that drops root, if the tests run as root."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+# --- Fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
+    packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
+    app = tmp_path / "snap"
+    app.mkdir()
+    shutil.copy(ROOT / "snap.py", app / "snap.py")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
+    [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
+    paths = [str(FAKE_CAMERA), *site.getsitepackages()]
+    (site_packages / "snap-tests.pth").write_text("\n".join(paths) + "\n")
+    return app
+
+
+@pytest.fixture
+def dotenv(checkout, redis_server, camera_dir) -> Path:
+    """The checkout's .env: the test Redis and the fake camera."""
+    path = checkout / ".env"
+    write_env(
+        path,
+        REDIS_URL=redis_server.url,
+        FAKE_CAMERA_DIR=str(camera_dir),
+        LOCK_DIR=str(camera_dir),
+        **SNAP_DEFAULTS,
+    )
+    return path
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def units(checkout, root) -> Path:
+    """The directory of the units installed for the checkout."""
+    result = install(checkout, root, "--user", "pi")
+    assert result.returncode == 0, result.stderr
+    return root / UNIT_DIR
+
+
+@pytest.fixture
+def readable_snap():
+    """A copy of snap.py that any user can run."""
+    directory = Path(tempfile.mkdtemp())
+    directory.chmod(0o755)
+    shutil.copy(ROOT / "snap.py", directory / "snap.py")
+    (directory / "snap.py").chmod(0o644)
+    yield directory / "snap.py"
+    shutil.rmtree(directory)
+
+
+def system_python() -> str:
+    return shutil.which("python3", path="/usr/bin:/bin") or "python3"
+
+
+# --- The files in timers/ ------------------------------------------------------
+
+
+def test_committed_units_are_the_install_for_the_documented_checkout():
+    rendered = snap.render_units(
+        DOCUMENTED_CHECKOUT, DOCUMENTED_CHECKOUT / ".venv" / "bin" / "python", "pi", "1min"
+    )
+
+    committed = {
+        path.name: path.read_text()
+        for path in TIMERS.glob("snap*")
+        if path.suffix in (".service", ".timer")
+    }
+    assert committed == rendered
+
+
+@pytest.mark.parametrize("name", ["snap.service", "snap@.service"])
+def test_service_exposure_is_at_most_2(name):
+    result = systemd_analyze("security", "--offline=yes", "--threshold=20", str(TIMERS / name))
+
+    assert result.returncode == 0, result.stdout.splitlines()[-1]
+    assert "Overall exposure level" in result.stdout
+
+
+def test_only_the_timers_have_an_install_section():
+    units = [path for path in TIMERS.glob("snap*") if path.suffix in (".service", ".timer")]
+
+    sections = {path.name: "[Install]" in path.read_text() for path in units}
+
+    assert sections == {
+        "snap.service": False,
+        "snap@.service": False,
+        "snap.timer": True,
+        "snap@.timer": True,
+    }
+
+
+@pytest.mark.parametrize("name", ["snap.service", "snap@.service"])
+def test_service_start_timeout_outlasts_snaps_own_run_timeout(name):
+    [timeout] = unit_values((TIMERS / name).read_text(), "TimeoutStartSec")
+
+    # The watchdog ends a run at most 2 s after RUN_TIMEOUT.
+    assert span_seconds(timeout) > snap.SETTINGS["RUN_TIMEOUT"].default + 2
+
+
+def test_timer_accuracy_is_one_second():
+    [accuracy] = unit_values((TIMERS / "snap.timer").read_text(), "AccuracySec")
+
+    assert span_seconds(accuracy) == 1
+
+
+def test_checkout_outside_home_hides_home_entirely():
+    units = snap.render_units(Path("/opt/snap"), Path("/opt/snap/.venv/bin/python"), "pi", "1min")
+
+    text = units["snap.service"]
+    assert unit_values(text, "ProtectHome") == ["yes"]
+    assert unit_values(text, "BindReadOnlyPaths") == []
+
+
+def test_venv_outside_the_checkout_is_mounted_back_too():
+    units = snap.render_units(
+        Path("/home/pi/snap"), Path("/home/pi/venvs/snap/bin/python"), "pi", "1min"
+    )
+
+    text = units["snap.service"]
+    assert unit_values(text, "ProtectHome") == ["tmpfs"]
+    assert unit_values(text, "BindReadOnlyPaths") == ["/home/pi/snap /home/pi/venvs/snap"]
+
+
+# --- --install-timer -----------------------------------------------------------
+
+
+def test_installed_units_pass_systemd_analyze_verify_without_a_warning(units):
+    names = ["snap.service", "snap.timer", "snap@1.service", "snap@1.timer"]
+
+    result = systemd_analyze("verify", "--man=no", *(str(units / name) for name in names))
+
+    assert result.returncode == 0
+    assert result.stdout + result.stderr == ""
+
+
+@pytest.mark.parametrize("name", ["snap.service", "snap@.service"])
+def test_installed_service_exposure_is_at_most_2(units, name):
+    result = systemd_analyze("security", "--offline=yes", "--threshold=20", str(units / name))
+
+    assert result.returncode == 0, result.stdout.splitlines()[-1]
+
+
+def test_install_prints_the_command_that_starts_the_timer(checkout, root):
+    result = install(checkout, root, "--user", "pi")
+
+    assert result.returncode == 0
+    assert "sudo systemctl enable --now snap.timer" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("every", "seconds"), [("30s", 30), ("5min", 300), ("1min 30s", 90), ("2h", 7200)]
+)
+def test_every_sets_the_interval_systemd_reads(checkout, root, every, seconds):
+    install(checkout, root, "--user", "pi", f"--every={every}")
+
+    for name in ("snap.timer", "snap@.timer"):
+        [interval] = unit_values((root / UNIT_DIR / name).read_text(), "OnUnitActiveSec")
+        assert span_seconds(interval) == seconds
+
+
+@pytest.mark.parametrize("every", ["fast", "5 parsecs", "-5s", "1.5.2s", "", "0", "500ms"])
+def test_bad_every_exits_64_and_installs_nothing(checkout, root, every):
+    result = install(checkout, root, "--user", "pi", f"--every={every}")
+
+    assert result.returncode == 64
+    assert re.fullmatch(r"snap: error: --every .+\n", result.stderr)
+    assert not (root / "etc").exists()
+
+
+def test_the_job_runs_as_the_user_who_ran_sudo(checkout, root):
+    install(checkout, root, SUDO_USER="alice")
+
+    for name in ("snap.service", "snap@.service"):
+        assert unit_values((root / UNIT_DIR / name).read_text(), "User") == ["alice"]
+
+
+@pytest.mark.parametrize("user", [[], ["--user", "root"]], ids=["no user", "root"])
+def test_install_without_an_unprivileged_user_exits_64(checkout, root, user):
+    result = install(checkout, root, *user)
+
+    assert result.returncode == 64
+    assert (
+        result.stderr == "snap: error: name the user who takes the photos (not root): --user NAME\n"
+    )
+
+
+def test_checkout_path_a_unit_cannot_hold_exits_64(tmp_path, root):
+    app = tmp_path / "my snap"
+    app.mkdir()
+    shutil.copy(ROOT / "snap.py", app / "snap.py")
+
+    result = run(
+        [
+            sys.executable,
+            str(app / "snap.py"),
+            "--install-timer",
+            "--root",
+            str(root),
+            "--user",
+            "pi",
+        ]
+    )
+
+    assert result.returncode == 64
+    assert result.stderr.startswith(f"snap: error: {app} cannot be written in a unit file")
+
+
+def test_install_without_permission_exits_77(readable_snap, root):
+    root.chmod(0o555)  # for a non-root run; nobody cannot even reach it
+
+    result = run(
+        [
+            *as_unprivileged(),
+            system_python(),
+            str(readable_snap),
+            "--install-timer",
+            "--root",
+            str(root),
+            "--user",
+            "pi",
+        ]
+    )
+
+    assert result.returncode == 77
+    assert re.fullmatch(
+        r"snap: error: cannot write \S+: permission denied; run it as root \(sudo\)\n",
+        result.stderr,
+    )
+    assert list(root.iterdir()) == []
+
+
+# --- --uninstall-timer ---------------------------------------------------------
+
+
+def test_uninstall_removes_the_units_and_disables_the_timers(checkout, root, units):
+    subprocess.run(
+        ["systemctl", f"--root={root}", "enable", "snap.timer", "snap@1.timer"],
+        check=True,
+        capture_output=True,
+    )
+
+    result = run(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
+
+    assert result.returncode == 0
+    assert sorted(path.name for path in units.rglob("*")) == ["timers.target.wants"]
+
+
+def test_uninstall_with_nothing_installed_exits_0(checkout, root):
+    result = run(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("no snap units in ")
+
+
+def test_uninstall_without_permission_exits_77_and_removes_nothing(readable_snap, root, units):
+    units.chmod(0o555)
+
+    try:
+        result = run(
+            [
+                *as_unprivileged(),
+                system_python(),
+                str(readable_snap),
+                "--uninstall-timer",
+                "--root",
+                str(root),
+            ]
+        )
+    finally:
+        units.chmod(0o755)
+
+    assert result.returncode == 77
+    assert re.fullmatch(
+        r"snap: error: cannot remove \S+: permission denied; run it as root \(sudo\)\n",
+        result.stderr,
+    )
+    assert sorted(path.name for path in units.iterdir()) == sorted(snap.UNIT_NAMES)
+
+
+# --- The installed service, run ----------------------------------------------
+
+
+def test_installed_service_stores_a_shot(units, dotenv, redis_db, tmp_path):
+    result = run_unit(units / "snap.service", "", tmp_path / "state")
+
+    assert result.returncode == 0, result.stderr
+    assert len(redis_db.keys("image:*")) == 1
+
+
+def test_camera_instance_shoots_its_camera_with_its_own_settings(
+    units, dotenv, checkout, redis_db, camera_dir, tmp_path
+):
+    with dotenv.open("a") as shared:
+        shared.write("FAKE_CAMERA_COUNT=2\n")
+    write_env(checkout / ".env.camera1", IMAGE_KEY_PREFIX="image:cam1")
+
+    result = run_unit(units / "snap@.service", "1", tmp_path / "state")
+
+    assert result.returncode == 0, result.stderr
+    assert "open 1" in camera_events(camera_dir)
+    assert [key.decode() for key in redis_db.keys("*")][0].startswith("image:cam1:")
+
+
+def test_camera_instance_wins_over_camera_num_in_the_env_file(
+    units, dotenv, redis_db, camera_dir, tmp_path
+):
+    with dotenv.open("a") as shared:
+        shared.write("FAKE_CAMERA_COUNT=2\nCAMERA_NUM=0\n")
+
+    result = run_unit(units / "snap@.service", "1", tmp_path / "state")
+
+    assert result.returncode == 0, result.stderr
+    assert [event for event in camera_events(camera_dir) if event.startswith("open")] == ["open 1"]
+
+
+# --- The cron line -----------------------------------------------------------
+
+
+def test_cron_line_stores_a_shot_in_crons_bare_environment(
+    checkout, dotenv, redis_db, camera_dir, tmp_path
+):
+    result = run_cron(cron_command(checkout), tmp_path, FAKE_CAMERA_DIR=str(camera_dir))
+
+    assert result.returncode == 0, (tmp_path / "snap.log").read_text()
+    assert len(redis_db.keys("image:*")) == 1
+    assert (tmp_path / "snap.log").read_text() == ""
+
+
+def test_cron_line_skips_its_minute_while_the_previous_run_holds_the_lock(
+    checkout, dotenv, redis_db, camera_dir, tmp_path
+):
+    with open(checkout / "snap.py") as previous_run:
+        fcntl.flock(previous_run, fcntl.LOCK_EX)
+        result = run_cron(cron_command(checkout), tmp_path, FAKE_CAMERA_DIR=str(camera_dir))
+
+    assert result.returncode == 1
+    assert camera_events(camera_dir) == []
+    assert redis_db.keys("*") == []
+
+
+def test_cron_line_kills_a_run_hung_past_its_time_limit(
+    checkout, dotenv, redis_db, camera_dir, tmp_path
+):
+    command = cron_command(checkout)
+    assert "timeout -k 10 90 " in command
+    with dotenv.open("a") as settings:
+        settings.write("RUN_TIMEOUT=30\n")
+
+    started = time.monotonic()
+    result = run_cron(
+        command.replace("timeout -k 10 90 ", "timeout -k 1 2 "),
+        tmp_path,
+        FAKE_CAMERA_DIR=str(camera_dir),
+        FAKE_CAMERA_FAULTS="hang-start,hang-hard",
+    )
+
+    assert result.returncode in (124, 137)
+    assert time.monotonic() - started < 6
+    assert "start" in camera_events(camera_dir)
+    assert redis_db.keys("*") == []
+
+
+# --- The OnCalendar drop-in --------------------------------------------------
+
+
+def test_oncalendar_drop_in_passes_systemd_analyze_verify_without_a_warning(units):
+    shutil.copytree(TIMERS / "snap.timer.d", units / "snap.timer.d")
+
+    result = systemd_analyze("verify", "--man=no", str(units / "snap.timer"))
+
+    assert result.returncode == 0
+    assert result.stdout + result.stderr == ""
+
+
+def test_oncalendar_drop_in_fires_every_five_minutes_on_the_clock():
+    [calendar] = unit_values(
+        (TIMERS / "snap.timer.d" / "oncalendar.conf").read_text(), "OnCalendar"
+    )
+
+    result = systemd_analyze("calendar", calendar)
+
+    assert result.returncode == 0, result.stderr
+    assert "Normalized form: *-*-* *:00/5:00" in result.stdout
+
+
+def test_oncalendar_drop_in_clears_the_interval():
+    text = (TIMERS / "snap.timer.d" / "oncalendar.conf").read_text()
+
+    assert unit_values(text, "OnBootSec") == [""]
+    assert unit_values(text, "OnUnitActiveSec") == [""]
