@@ -357,7 +357,9 @@ def detected_cameras(picamera2) -> list[dict]:
 
 
 def is_busy(error: RuntimeError) -> bool:
-    return "did not complete" in str(error)
+    # picamera2 raises "Camera __init__ sequence did not complete" from libcamera's
+    # "Failed to acquire camera: Device or resource busy".
+    return "busy" in f"{error} {error.__cause__}"
 
 
 def open_camera(picamera2, camera_num: int):
@@ -374,7 +376,8 @@ def open_camera(picamera2, camera_num: int):
             raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
         except RuntimeError as error:
             if not is_busy(error):
-                raise CameraError(f"camera {camera_num} failed to open: {error}") from error
+                cause = f" ({error.__cause__})" if error.__cause__ else ""
+                raise CameraError(f"camera {camera_num} failed to open: {error}{cause}") from error
             if time.monotonic() > deadline:
                 raise CameraError(
                     f"camera {camera_num} is busy: another program holds it "
@@ -472,7 +475,7 @@ def take_shot(config: Config, verbose: bool) -> Shot:
         picam2.cancel_all_and_flush()
         raise CameraError(f"camera failed: {error}") from error
     except BaseException:
-        # A pending job would make close() wait behind it for ever.
+        # A job left pending by a timeout or a signal would block any later stop().
         picam2.cancel_all_and_flush()
         raise
     finally:

@@ -1,0 +1,1 @@
+"""Stand-in for python-prctl (a C extension that needs libcap), imported by picamera2."""

@@ -1,0 +1,684 @@
+"""Test stand-in for picamera2 0.3.38: the same names, signatures and results, no hardware.
+
+Environment variables, read each time the fake is used:
+  FAKE_CAMERA_MODEL   imx708 (default: Camera Module 3, autofocus), imx219 (no autofocus)
+                      or uvc (USB camera: no autofocus, no Lux, no raw stream)
+  FAKE_CAMERA_FAULTS  comma-separated:
+      absent        no camera: global_camera_info() is [], Picamera2() raises RuntimeError
+      absent-old    the same, but Picamera2() raises IndexError as picamera2 <= 0.3.36 does
+      no-lux        metadata without Lux
+      never-settle  AeState stays 1 (searching)
+      ae-locked     old libcamera: AeLocked (False, then True) instead of AeState
+      af-fail       autofocus_cycle() returns False
+      af-hang       autofocus_cycle() never completes
+      hang-capture  capture_file() never completes
+      hang-start    start() never returns
+      hang-hard     the steps above hang where no exception or signal handler reaches them
+      dma-fail      configure() raises OSError ENOMEM
+  FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
+  FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
+  FAKE_CAMERA_COUNT   number of cameras reported (default 1)
+"""
+
+import atexit
+import ctypes
+import errno
+import fcntl
+import io
+import json
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from concurrent.futures import CancelledError, TimeoutError
+from datetime import datetime
+from pathlib import Path
+
+import libcamera
+from libcamera import ColorSpace, Transform
+from PIL import Image, TiffImagePlugin
+
+from .job import Job
+
+__all__ = ["CancelledError", "Picamera2", "TimeoutError"]
+
+FAULTS = {
+    "absent",
+    "absent-old",
+    "no-lux",
+    "never-settle",
+    "ae-locked",
+    "af-fail",
+    "af-hang",
+    "hang-capture",
+    "hang-start",
+    "hang-hard",
+    "dma-fail",
+}
+SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start()
+
+_RPI_CONTROLS = {
+    "AeConstraintMode": (0, 3, 0),
+    "AeEnable": (False, True, None),
+    "AeExposureMode": (0, 3, 0),
+    "AeFlickerMode": (0, 1, 0),
+    "AeFlickerPeriod": (100, 1000000, None),
+    "AeMeteringMode": (0, 3, 0),
+    "AnalogueGain": (1.0, 16.0, None),
+    "AnalogueGainMode": (0, 1, 0),
+    "AwbEnable": (False, True, None),
+    "AwbMode": (0, 7, 0),
+    "Brightness": (-1.0, 1.0, 0.0),
+    "ColourGains": (0.0, 32.0, None),
+    "ColourTemperature": (100, 100000, None),
+    "Contrast": (0.0, 32.0, 1.0),
+    "ExposureTime": (1, 66666, 20000),
+    "ExposureTimeMode": (0, 1, 0),
+    "ExposureValue": (-8.0, 8.0, 0.0),
+    "FrameDurationLimits": (33333, 120000, None),
+    "NoiseReductionMode": (0, 4, 0),
+    "Saturation": (0.0, 32.0, 1.0),
+    "Sharpness": (0.0, 16.0, 1.0),
+    "StatsOutputEnable": (False, True, False),
+}
+_AF_CONTROLS = {
+    "AfMode": (0, 2, 0),
+    "AfRange": (0, 2, 0),
+    "AfSpeed": (0, 1, 0),
+    "AfMetering": (0, 1, 0),
+    "AfTrigger": (0, 1, 0),
+    "AfPause": (0, 2, 0),
+    "LensPosition": (0.0, 15.0, 1.0),
+}
+_UVC_CONTROLS = {
+    "Brightness": (-1.0, 1.0, 0.0),
+    "Contrast": (0.0, 2.0, 1.0),
+    "Saturation": (0.0, 2.0, 1.0),
+    "Sharpness": (0.0, 7.0, 3.0),
+    "ExposureTimeMode": (0, 1, 0),
+    "ExposureTime": (100, 500000, 15600),
+}
+MODELS = {
+    "imx708": {
+        "resolution": (4608, 2592),
+        "sensor_format": "SRGGB10_CSI2P",
+        "id": "/base/soc/i2c0mux/i2c@{bus}/imx708@1a",
+        "rotation": 180,
+        "frame_duration": 69669,
+        "controls": {**_RPI_CONTROLS, **_AF_CONTROLS},
+    },
+    "imx219": {
+        "resolution": (3280, 2464),
+        "sensor_format": "SBGGR10_CSI2P",
+        "id": "/base/soc/i2c0mux/i2c@{bus}/imx219@10",
+        "rotation": 180,
+        "frame_duration": 47183,
+        "controls": _RPI_CONTROLS,
+    },
+    "uvc": {
+        "resolution": (1280, 720),
+        "sensor_format": "MJPEG",
+        "id": "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.{bus}:1.0-0c45:636d",
+        "rotation": 0,
+        "frame_duration": 33333,
+        "controls": _UVC_CONTROLS,
+    },
+}
+_TRANSPOSE = getattr(Image, "Transpose", Image)  # Pillow < 9.1 has no Image.Transpose
+_BYTES_PER_PIXEL = {"BGR888": 3, "RGB888": 3, "XBGR8888": 4, "XRGB8888": 4}
+_MAIN_FORMATS = {*_BYTES_PER_PIXEL, "YUV420", "YVU420", "NV12", "NV21", "MJPEG"}
+
+
+def _faults():
+    names = {f.strip() for f in os.environ.get("FAKE_CAMERA_FAULTS", "").split(",") if f.strip()}
+    unknown = names - FAULTS
+    if unknown:
+        raise ValueError(f"unknown FAKE_CAMERA_FAULTS {sorted(unknown)}; known: {sorted(FAULTS)}")
+    return names
+
+
+def _model_name():
+    name = os.environ.get("FAKE_CAMERA_MODEL", "imx708")
+    if name not in MODELS:
+        raise ValueError(f"unknown FAKE_CAMERA_MODEL {name!r}; known: {sorted(MODELS)}")
+    return name
+
+
+def _log_event(line):
+    directory = os.environ.get("FAKE_CAMERA_DIR")
+    if directory:
+        with open(os.path.join(directory, "events.log"), "a") as log:
+            log.write(line + "\n")
+
+
+def _hang_hard():
+    """Never return, like a driver call stuck in the kernel: Python handlers never run here."""
+    handled = {s for s in signal.valid_signals() if callable(signal.getsignal(s))}
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    libc = ctypes.CDLL(None)
+    while True:
+        try:
+            libc.pause()
+        except BaseException:
+            pass
+
+
+def _hang_forever():
+    """Block like a wait on a result that never comes; a signal handler that raises ends it."""
+    threading.Event().wait()
+
+
+def _cameras(faults):
+    if faults & {"absent", "absent-old"}:
+        return []
+    name = _model_name()
+    count = int(os.environ.get("FAKE_CAMERA_COUNT", "1"))
+    buses = ([1, 0] + list(range(2, count)))[:count]
+    cameras = [
+        {
+            "Model": name,
+            "Location": 2,
+            "Rotation": MODELS[name]["rotation"],
+            "Id": MODELS[name]["id"].format(bus=bus),
+            "Num": num,
+        }
+        for num, bus in enumerate(buses)
+    ]
+    # Same order as picamera2: USB cameras last, otherwise by Id, descending.
+    return sorted(cameras, key=lambda cam: ("/usb" not in cam["Id"], cam["Id"]), reverse=True)
+
+
+class Picamera2:
+    @staticmethod
+    def global_camera_info():
+        _log_event("global_camera_info")
+        return _cameras(_faults())
+
+    def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
+        self.is_open = False
+        self.started = False
+        self._event_loop = False
+        self._lock_fd = None
+        tuning_file = None
+        if tuning is None:
+            os.environ.pop("LIBCAMERA_RPI_TUNING_FILE", None)
+        elif isinstance(tuning, str):
+            os.environ["LIBCAMERA_RPI_TUNING_FILE"] = tuning
+        else:
+            tuning_file = tempfile.NamedTemporaryFile("w")
+            json.dump(tuning, tuning_file)
+            tuning_file.flush()
+            os.environ["LIBCAMERA_RPI_TUNING_FILE"] = tuning_file.name
+        self._faults = _faults()
+        cameras = _cameras(self._faults)
+        if camera_num >= len(cameras) and "absent-old" in self._faults:
+            raise IndexError("list index out of range")  # what picamera2 <= 0.3.36 raises
+        if camera_num >= len(cameras):
+            raise RuntimeError(
+                f'No camera number {camera_num} found - use "rpicam-hello --list-cameras" '
+                "to check connected cameras"
+            )
+        info = cameras[camera_num]
+        self._num = info["Num"]
+        self._id = info["Id"]
+        model = MODELS[info["Model"]]
+        self._usb = "/usb" in self._id
+        self._frame_duration = model["frame_duration"]
+        self._ctrl_info = dict(model["controls"])
+        width, height = model["resolution"]
+        if "ScalerCrop" not in self._ctrl_info and not self._usb:
+            full = (0, 0, width, height)
+            self._ctrl_info["ScalerCrop"] = ((0, 0, 64, 64), full, full)
+        self._properties = {
+            "Model": info["Model"],
+            "Location": info["Location"],
+            "Rotation": info["Rotation"],
+            "PixelArraySize": (width, height),
+            "PixelArrayActiveAreas": [(0, 0, width, height)],
+        }
+        if not self._usb:
+            self._properties["ColorFilterArrangement"] = 0
+        self.sensor_resolution = (width, height)
+        self.sensor_format = model["sensor_format"]
+        self.options = {}
+        self._config = {}
+        self._controls = {}
+        self._jobs = []
+        self._frame = 0
+        self._af_state = libcamera.controls.AfStateEnum.Idle
+        self._af_scan_frames = 0
+        self._lens_position = 1.0
+        try:
+            self._acquire()
+        except Exception as e:
+            raise RuntimeError("Camera __init__ sequence did not complete.") from e
+        finally:
+            if tuning_file is not None:
+                tuning_file.close()
+        self.is_open = True
+        _log_event(f"open {self._num}")
+        atexit.register(self.close)
+
+    def _acquire(self):
+        directory = os.environ.get("FAKE_CAMERA_DIR")
+        if not directory:
+            return
+        fd = os.open(os.path.join(directory, f"camera{self._num}.lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            _log_event(f"busy {self._num}")
+            raise RuntimeError("Failed to acquire camera: Device or resource busy") from None
+        self._lock_fd = fd
+
+    @property
+    def camera_properties(self):
+        return dict(self._properties) if self.is_open else {}
+
+    @property
+    def camera_controls(self):
+        return dict(self._ctrl_info) if self.is_open else {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_traceback):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "is_open", False):
+            self.close()
+
+    @staticmethod
+    def _stream(initial, updates, ignore=()):
+        if updates is None:
+            return None
+        valid = ("format", "size", "stride", "preserve_ar")
+        for key, value in updates.items():
+            if key in valid:
+                initial[key] = value
+            elif key not in ignore:
+                raise ValueError(f"Bad key {key!r}: valid stream configuration keys are {valid}")
+        return initial
+
+    @staticmethod
+    def _make_even(stream):
+        if stream is not None:
+            width, height = stream["size"]
+            stream["size"] = (width - width % 2, height - height % 2)
+
+    # The defaults are picamera2's own, so that the signatures compare equal.
+    def create_still_configuration(
+        self,
+        main={},  # noqa: B006
+        lores=None,
+        raw={},  # noqa: B006
+        transform=Transform(),  # noqa: B008
+        colour_space=ColorSpace.Sycc(),  # noqa: B008
+        buffer_count=1,
+        controls={},  # noqa: B006
+        display=None,
+        encode=None,
+        queue=True,
+        sensor={},  # noqa: B006
+        use_case="still",
+    ):
+        if not self.is_open:
+            raise RuntimeError("Camera not opened")
+        if self._usb:
+            raw = None
+            sensor = None
+        main = self._stream(
+            {"format": "BGR888", "size": self.sensor_resolution, "preserve_ar": True}, main
+        )
+        self._make_even(main)
+        lores = self._stream(
+            {"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores
+        )
+        self._make_even(lores)
+        raw_ignore = ("bit_depth", "crop_limits", "exposure_limits", "fps", "unpacked")
+        raw = self._stream({"format": self.sensor_format, "size": main["size"]}, raw, raw_ignore)
+        if "NoiseReductionMode" in self._ctrl_info and "FrameDurationLimits" in self._ctrl_info:
+            controls = {
+                "NoiseReductionMode": libcamera.controls.draft.NoiseReductionModeEnum.HighQuality,
+                "FrameDurationLimits": (100, 1000000 * 1000),
+                **controls,
+            }
+        config = {
+            "use_case": use_case,
+            "transform": transform,
+            "colour_space": colour_space,
+            "buffer_count": buffer_count,
+            "queue": queue,
+            "main": main,
+            "lores": lores,
+            "raw": raw,
+            "controls": controls,
+            "sensor": sensor,
+        }
+        if display is not None and config.get(display) is None:
+            raise RuntimeError(f"Display stream {display} was not defined")
+        if encode is not None and config.get(encode) is None:
+            raise RuntimeError(f"Encode stream {encode} was not defined")
+        config["display"] = display
+        config["encode"] = encode
+        return config
+
+    def _named_config(self, name):
+        if name == "still":
+            return self.create_still_configuration()
+        size, buffers = ((1280, 720), 6) if name == "video" else ((640, 480), 4)
+        return self.create_still_configuration(
+            main={"format": "XBGR8888", "size": size},
+            buffer_count=buffers,
+            display="main",
+            encode="main",
+            use_case=name if name == "video" else "preview",
+        )
+
+    def _apply_controls(self, controls):
+        for name in controls:
+            if name not in self._ctrl_info:
+                raise RuntimeError(f"Control {name} is not advertised by libcamera")
+        self._controls.update(controls)
+        if "AfMode" in controls and controls["AfMode"] == libcamera.controls.AfModeEnum.Continuous:
+            self._af_state = libcamera.controls.AfStateEnum.Scanning
+            self._af_scan_frames = 2
+
+    def configure(self, camera_config=None):
+        _log_event("configure")
+        if self.started:
+            raise RuntimeError("Camera must be stopped before configuring")
+        if camera_config is None:
+            camera_config = "preview"
+        if isinstance(camera_config, str):
+            camera_config = self._named_config(camera_config)
+        if not isinstance(camera_config, dict):
+            raise TypeError("Invalid type for `camera_config` given")
+        config = camera_config.copy()
+        if self._usb:
+            config["raw"] = None
+        self._config = {}
+        for key in ("colour_space", "transform", "main", "lores", "raw"):
+            if key not in config:
+                raise RuntimeError(f"{key!r} key expected in camera configuration")
+        if not isinstance(config["colour_space"], ColorSpace):
+            raise RuntimeError("Colour space has incorrect type")
+        if not isinstance(config["transform"], Transform):
+            raise RuntimeError("Transform has incorrect type")
+        main = config["main"]
+        self._check_stream(main, "main")
+        for name in ("lores", "raw"):
+            if config[name] is not None:
+                self._check_stream(config[name], name)
+        # The ISP cannot transpose; libcamera adjusts the configuration without raising.
+        flips = config["transform"]
+        config["transform"] = Transform(hflip=flips.hflip, vflip=flips.vflip)
+        if self._usb:
+            main["format"] = "MJPEG"  # what libcamera's uvcvideo pipeline settles on
+        width, height = main["size"]
+        bytes_per_pixel = _BYTES_PER_PIXEL.get(main["format"])
+        if bytes_per_pixel:
+            main["stride"] = -(-width * bytes_per_pixel // 64) * 64
+            main["framesize"] = main["stride"] * height
+        else:  # planar YUV 4:2:0
+            main["stride"] = -(-width // 64) * 64
+            main["framesize"] = main["stride"] * height * 3 // 2
+        if not self._usb:
+            config["sensor"] = {"bit_depth": 10, "output_size": self.sensor_resolution}
+        if "dma-fail" in self._faults:
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+        # picamera2 marks itself configured before it checks the controls.
+        self._config = config
+        self._controls = {}
+        self._apply_controls(config.get("controls") or {})
+
+    @staticmethod
+    def _check_stream(stream, name):
+        if type(stream) is not dict:
+            raise RuntimeError(name + " stream should be a dictionary")
+        for key in ("format", "size"):
+            if key not in stream:
+                raise RuntimeError(f"{key} not found in {name} stream")
+        if name != "raw" and stream["format"] not in _MAIN_FORMATS:
+            raise RuntimeError(f"Bad format {stream['format']} in stream {name}")
+        size = stream["size"]
+        if type(size) is not tuple or len(size) != 2:
+            raise RuntimeError("size in " + name + " stream should be (width, height)")
+        if size[0] % 2 or size[1] % 2:
+            raise RuntimeError("width and height should be even")
+
+    def set_controls(self, controls):
+        _log_event("set_controls")
+        self._apply_controls(controls)
+
+    def _hang(self):
+        if "hang-hard" in self._faults:
+            _hang_hard()
+        _hang_forever()
+
+    def start(self, config=None, show_preview=False):
+        _log_event("start")
+        if not self._config and config is None:
+            config = "preview"
+        if config is not None:
+            self.configure(config)
+        if "hang-start" in self._faults:
+            self._hang()
+        # show_preview=None starts no event loop, so no capture ever completes.
+        if show_preview is not None:
+            self._event_loop = True
+        if not self.started:
+            self.started = True
+            self._frame = 0
+
+    def stop(self):
+        _log_event("stop")
+        self._stop()
+
+    def _stop(self):
+        if not self.started:
+            return
+        if self._event_loop and self._jobs:
+            _hang_forever()  # the stop request queues behind a job that never finishes
+        self.started = False
+
+    def close(self):
+        atexit.unregister(self.close)
+        # The event loop is stopped first, so stop() below cannot queue behind a stuck job.
+        self._event_loop = False
+        if not self.is_open:
+            return
+        _log_event("close")
+        self._stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.is_open = False
+        self._config = {}
+
+    def cancel_all_and_flush(self):
+        _log_event("cancel_all_and_flush")
+        for job in self._jobs:
+            job.cancel()
+        self._jobs = []
+
+    def wait(self, job, timeout=None):
+        return job.get_result(timeout=timeout)
+
+    def _dispatch(self, work, wait, signal_function, hangs=False):
+        if wait is None:
+            wait = signal_function is None
+        job = Job(signal_function)
+        if hangs or self._jobs or not (self.started and self._event_loop):
+            if hangs and "hang-hard" in self._faults:
+                job._hard_hang = _hang_hard
+            self._jobs.append(job)
+        else:
+            try:
+                result = work()
+            except Exception as e:
+                job._finish(error=e)
+            else:
+                job._finish(result)
+        if not wait:
+            return job
+        return job.get_result(timeout=None if wait is True else wait)
+
+    def capture_metadata(self, wait=None, signal_function=None):
+        _log_event("capture_metadata")
+        return self._dispatch(self._next_frame, wait, signal_function)
+
+    def autofocus_cycle(self, wait=None, signal_function=None):
+        _log_event("autofocus_cycle")
+        states = libcamera.controls.AfStateEnum
+        self._apply_controls(
+            {
+                "AfMode": libcamera.controls.AfModeEnum.Auto,
+                "AfTrigger": libcamera.controls.AfTriggerEnum.Start,
+            }
+        )
+
+        def cycle():
+            self._af_state = states.Scanning
+            self._next_frame()
+            if "af-fail" in self._faults:
+                self._af_state = states.Failed
+            else:
+                self._af_state = states.Focused
+                self._lens_position = 2.5
+            self._next_frame()
+            return self._af_state == states.Focused
+
+        return self._dispatch(cycle, wait, signal_function, hangs="af-hang" in self._faults)
+
+    def capture_file(
+        self, file_output, name="main", format=None, wait=None, signal_function=None, exif_data=None
+    ):
+        _log_event("capture_file")
+
+        def capture():
+            metadata = self._next_frame()
+            self._save(name, file_output, format, exif_data, metadata)
+            return metadata
+
+        return self._dispatch(capture, wait, signal_function, hangs="hang-capture" in self._faults)
+
+    def _next_frame(self):
+        self._frame += 1
+        now = time.monotonic_ns()
+        if self._usb:
+            return {"SensorTimestamp": now}
+        settled = self._frame >= SETTLED_FRAME and "never-settle" not in self._faults
+        progress = 1.0 if settled else self._frame / SETTLED_FRAME
+        exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
+        gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
+        metadata = {
+            "Lux": 400.0 + 0.5 * (self._frame % 3),
+            "ExposureTime": int(exposure),
+            "AnalogueGain": float(gain),
+            "DigitalGain": 1.0034,
+            "ColourTemperature": 5200,
+            "ColourGains": (2.05, 1.72),
+            "ColourCorrectionMatrix": (1.72, -0.53, -0.19, -0.38, 1.66, -0.28, 0.02, -0.61, 1.59),
+            "SensorBlackLevels": (4096, 4096, 4096, 4096),
+            "FrameDuration": self._frame_duration,
+            "SensorTimestamp": now,
+            "ScalerCrop": (0, 0) + self.sensor_resolution,
+            "FocusFoM": 1200 + 10 * self._frame,
+        }
+        if "ae-locked" in self._faults:
+            metadata["AeLocked"] = settled
+        else:
+            metadata["AeState"] = 2 if settled else 1
+            metadata["FrameWallClock"] = time.time_ns()
+        if "no-lux" in self._faults:
+            del metadata["Lux"]
+        if "AfMode" in self._ctrl_info:
+            self._advance_continuous_af()
+            metadata["AfState"] = int(self._af_state)
+            metadata["AfPauseState"] = 0
+            metadata["LensPosition"] = self._lens_position
+        return metadata
+
+    def _advance_continuous_af(self):
+        states = libcamera.controls.AfStateEnum
+        if self._af_scan_frames == 0 or "af-hang" in self._faults:
+            return
+        self._af_scan_frames -= 1
+        if self._af_scan_frames == 0:
+            self._af_state = states.Failed if "af-fail" in self._faults else states.Focused
+
+    def _save(self, name, file_output, format, exif_data, metadata):
+        stream = self._config.get(name)
+        if stream is None:
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        if name == "raw":
+            raise NotImplementedError("the fake camera does not write DNG files")
+        if exif_data is not None:
+            raise NotImplementedError("the fake camera does not merge exif_data")
+        if isinstance(format, str):
+            format_str = format.lower()
+        elif isinstance(file_output, str):
+            format_str = file_output.split(".")[-1].lower()
+        elif isinstance(file_output, Path):
+            format_str = file_output.suffix.lower()
+        else:
+            raise RuntimeError("Cannot determine format to save")
+        image = self._image(stream["size"])
+        quality = self.options.get("quality", 90)
+        if format_str not in ("jpg", "jpeg"):
+            compress_level = self.options.get("compress_level", 1)
+            image.save(file_output, format=format, quality=quality, compress_level=compress_level)
+            return
+        jpeg_path = os.environ.get("FAKE_CAMERA_JPEG")
+        if jpeg_path:
+            data = Path(jpeg_path).read_bytes()
+        else:
+            encoded = io.BytesIO()
+            image.save(encoded, "JPEG", quality=quality, exif=self._exif(metadata))
+            data = encoded.getvalue()
+        out = file_output if isinstance(file_output, io.BytesIO) else open(file_output, "wb")
+        try:
+            out.write(data)
+        except Exception:
+            pass  # picamera2 swallows write errors here
+        finally:
+            if out is not file_output:
+                out.close()
+
+    def _image(self, size):
+        """The same picture every time: flat, with a red block in the top-left corner and a
+        block of noise in the middle (so that JPEG quality matters), then flipped as configured.
+        """
+        width, height = size
+        image = Image.new("RGB", size, (96, 112, 128))
+        block_w, block_h = width // 4, height // 4
+        image.paste((220, 30, 30), (0, 0, block_w, block_h))
+        pixels = random.Random(0).randbytes(block_w * block_h)
+        noise = Image.frombytes("L", (block_w, block_h), pixels).convert("RGB")
+        image.paste(noise, ((width - block_w) // 2, (height - block_h) // 2))
+        transform = self._config["transform"]
+        if transform.hflip:
+            image = image.transpose(_TRANSPOSE.FLIP_LEFT_RIGHT)
+        if transform.vflip:
+            image = image.transpose(_TRANSPOSE.FLIP_TOP_BOTTOM)
+        return image
+
+    def _exif(self, metadata):
+        if "AnalogueGain" not in metadata or "DigitalGain" not in metadata:
+            return b""
+        exif = Image.Exif()
+        now = datetime.now().strftime("%Y:%m:%d %H:%M:%S")
+        exif[0x010F] = "Raspberry Pi"  # Make
+        exif[0x0110] = self._id  # Model: picamera2 writes the camera Id here
+        exif[0x0131] = "Picamera2"  # Software
+        exif[0x0132] = now  # DateTime
+        exif_ifd = exif.get_ifd(0x8769)
+        exif_ifd[0x9003] = now  # DateTimeOriginal
+        exif_ifd[0x829A] = TiffImagePlugin.IFDRational(metadata["ExposureTime"], 1000000)
+        exif_ifd[0x8827] = int(metadata["AnalogueGain"] * metadata["DigitalGain"] * 100)  # ISO
+        return exif.tobytes()
