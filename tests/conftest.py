@@ -132,7 +132,7 @@ def big_jpeg(tmp_path_factory) -> Path:
     """A noisy JPEG of about 0.4 MB, for the fake camera to hand over as it is."""
     from PIL import Image
 
-    width, height = 520, 400
+    width, height = 780, 580
     path = tmp_path_factory.mktemp("jpeg") / "noise.jpg"
     noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
     noise.save(path, quality=90)
