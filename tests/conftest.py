@@ -99,6 +99,25 @@ def redis_server(tmp_path_factory) -> RedisServer:
 
 
 @pytest.fixture
+def silent_redis() -> str:
+    """The URL of a port that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def full_redis(tmp_path) -> RedisServer:
+    """A Redis past its maxmemory, refusing writes (noeviction)."""
+    server = start_redis(tmp_path / "full", "--maxmemory-policy", "noeviction")
+    server.client().set("ballast", b"x" * 2_000_000)
+    server.client().config_set("maxmemory", "1mb")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_db(redis_server) -> redis.Redis:
     """A client of the shared test Redis, emptied before each test."""
     client = redis_server.client()

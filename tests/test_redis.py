@@ -1,31 +1,12 @@
 """Redis that is down, silent, full or locked: a bounded wait, one clean line, 75 or 77."""
 
 import re
-import socket
 
 import pytest
 import redis
 from conftest import free_port, start_redis
 
 PASSWORD = "s3cret-Pa55word"
-
-
-@pytest.fixture
-def silent_redis():
-    """A port that accepts connections and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
-
-
-@pytest.fixture
-def full_redis(tmp_path):
-    server = start_redis(tmp_path / "full", "--maxmemory-policy", "noeviction")
-    server.client().set("ballast", b"x" * 2_000_000)
-    server.client().config_set("maxmemory", "1mb")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

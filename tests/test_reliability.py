@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,14 +39,6 @@ def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
 def processes_mentioning(text: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if text in line and "ps -eo" not in line]
-
-
-@pytest.fixture
-def silent_redis():
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -112,14 +103,8 @@ def test_silent_redis_keeps_the_shot_within_the_timeout(run_snap, silent_redis, 
     assert len(spooled(spool_dir)) == 1
 
 
-def test_full_redis_keeps_the_shot(run_snap, tmp_path, spool_dir):
-    server = start_redis(tmp_path / "full", "--maxmemory-policy", "noeviction")
-    server.client().set("ballast", b"x" * 2_000_000)
-    server.client().config_set("maxmemory", "1mb")
-    try:
-        result = run_snap(REDIS_URL=server.url)
-    finally:
-        server.stop()
+def test_full_redis_keeps_the_shot(run_snap, full_redis, spool_dir):
+    result = run_snap(REDIS_URL=full_redis.url)
 
     assert result.returncode == 75
     assert "out of memory" in result.stderr
