@@ -628,10 +628,10 @@ class Picamera2:
             format_str = file_output.suffix.lower()
         else:
             raise RuntimeError("Cannot determine format to save")
-        image = self._image(stream["size"])
         quality = self.options.get("quality", 90)
         if format_str not in ("jpg", "jpeg"):
             compress_level = self.options.get("compress_level", 1)
+            image = self._image(stream["size"])
             image.save(file_output, format=format, quality=quality, compress_level=compress_level)
             return
         jpeg_path = os.environ.get("FAKE_CAMERA_JPEG")
@@ -639,6 +639,7 @@ class Picamera2:
             data = Path(jpeg_path).read_bytes()
         else:
             encoded = io.BytesIO()
+            image = self._image(stream["size"])
             image.save(encoded, "JPEG", quality=quality, exif=self._exif(metadata))
             data = encoded.getvalue()
         out = file_output if isinstance(file_output, io.BytesIO) else open(file_output, "wb")

@@ -1,0 +1,27 @@
+"""tests/benchmark.py still runs: one quick pass, its targets not enforced."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_benchmark_runs_and_prints_its_table():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "benchmark.py"), "--runs", "1", "--sizes", "1"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "| case | snap.py | floor | ratio | target |" in result.stdout
+    for row in (
+        "| shot 1.0 MB: wall |",
+        "| shot 1.0 MB: peak RSS |",
+        "| --help: wall",
+        "| --check",
+    ):
+        assert row in result.stdout, row
+    assert "| JPEG copies from the camera's buffer to the socket" in result.stdout
