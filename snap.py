@@ -666,6 +666,18 @@ def prepare_spool(spool_dir: Path) -> None:
         raise SpoolError(f"SPOOL_DIR {spool_dir} is not writable")
 
 
+def spool_state(spool_dir: Path) -> str:
+    """What --check says of the spool, creating nothing."""
+    if spool_dir.is_dir():
+        if not os.access(spool_dir, os.W_OK | os.X_OK):
+            raise SpoolError(f"SPOOL_DIR {spool_dir} is not writable")
+        return f"{spool_summary(spool_dir)} waiting"
+    existing = next(parent for parent in spool_dir.parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SpoolError(f"cannot create SPOOL_DIR {spool_dir}: {existing} is not writable")
+    return "created by the first shot"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Temporary file, fsync, rename: a crash never leaves a half file under `path`."""
     temporary = path.with_name(f".{path.name}.partial")
@@ -1341,8 +1353,7 @@ def run_check(config: Config, verbose: bool) -> int:
         print(f"camera: FAILED: {error}")
         failures.append(error.exit_code)
     try:
-        prepare_spool(config.spool_dir)
-        print(f"spool: ok ({config.spool_dir}, {spool_summary(config.spool_dir)} waiting)")
+        print(f"spool: ok ({config.spool_dir}, {spool_state(config.spool_dir)})")
     except SnapError as error:
         print(f"spool: FAILED: {error}")
         failures.append(error.exit_code)

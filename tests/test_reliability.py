@@ -231,6 +231,24 @@ def test_check_reports_the_backlog(run_snap, spool_dir):
     assert f"spool: ok ({spool_dir}, 1 shot, " in result.stdout
 
 
+def test_check_creates_no_spool_dir(run_snap, spool_dir):
+    result = run_snap("--check")
+
+    assert result.returncode == 0, result.stdout
+    assert "spool: ok" in result.stdout and "created by the first shot" in result.stdout
+    assert not spool_dir.exists()
+
+
+def test_check_with_an_uncreatable_spool_dir_exits_73(run_snap, tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+
+    result = run_snap("--check", SPOOL_DIR=str(not_a_directory / "spool"))
+
+    assert result.returncode == 73
+    assert f"spool: FAILED: cannot create SPOOL_DIR {not_a_directory / 'spool'}" in result.stdout
+
+
 def test_no_half_file_is_taken_for_a_shot(run_snap, redis_db, spool_dir):
     spool_dir.mkdir()
     (spool_dir / ".1700000000-1-abc.jpg.partial").write_bytes(b"\xff\xd8half")
