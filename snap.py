@@ -819,9 +819,15 @@ class Watchdog:
         with self.lock:
             if self.unsaved is None or self.spool_dir is None:
                 return ""
-            fields, self.unsaved = self.unsaved, None
-            spool(self.spool_dir, fields)
-            trim_spool(self.spool_dir, self.spool_max_bytes)
+            # A stop signal now would cut the shot short on disk: it waits until the shot is safe.
+            stop_signals = {signal.SIGTERM, signal.SIGINT}
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            try:
+                fields, self.unsaved = self.unsaved, None
+                spool(self.spool_dir, fields)
+                trim_spool(self.spool_dir, self.spool_max_bytes)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return f"; kept in spool ({spool_summary(self.spool_dir)})"
 
     def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
