@@ -50,13 +50,16 @@ class RedisServer:
         self.process.wait(timeout=10)
 
 
-def start_redis(workdir: Path, *extra_args: str, port: int = 0) -> RedisServer:
-    """A redis-server without persistence on loopback (a free port by default), ready for use."""
+def start_redis(
+    workdir: Path, *extra_args: str, port: int = 0, server: str = "redis-server"
+) -> RedisServer:
+    """A redis-server (or another server that takes its options) without persistence, on
+    loopback (a free port by default), ready for use."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     process = subprocess.Popen(
         [
-            shutil.which("redis-server") or "redis-server",
+            shutil.which(server) or server,
             "--port",
             str(port),
             "--bind",

@@ -212,24 +212,5 @@ def valkey_server_binary() -> Path:
     return get_binary_path()
 
 
-@dataclass
-class ValkeyServer:
-    port: int
-    process: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
-
-    def stop(self) -> None:
-        stop(self.process)
-
-
-def start_valkey(workdir: Path) -> ValkeyServer:
-    port = free_port()
-    client = redis.Redis(host="127.0.0.1", port=port)
-    process = start_server([str(valkey_server_binary()), "--port", str(port)], workdir, client)
-    return ValkeyServer(port, process)
+def start_valkey(workdir: Path) -> RedisServer:
+    return start_redis(workdir, server=str(valkey_server_binary()))

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import ROOT, camera_events
 
 VARIABLES = [
@@ -53,24 +54,17 @@ def test_help_does_not_import_the_camera_or_redis(run_snap):
     assert "import 'picamera2'" not in result.stderr
 
 
-def test_env_example_lists_the_same_variables_as_help(run_snap):
+@pytest.mark.parametrize(
+    ("document", "pattern"),
+    [("env.example", r"^#? ?([A-Z][A-Z_]+)="), ("README.md", r"^\| `([A-Z][A-Z_]+)` \|")],
+)
+def test_document_lists_the_same_variables_as_help(run_snap, document, pattern):
     help_text = run_snap("--help").stdout
-    example = (ROOT / "env.example").read_text()
 
     in_help = documented_variables(help_text, r"^  ([A-Z][A-Z_]+) ")
-    in_example = documented_variables(example, r"^#? ?([A-Z][A-Z_]+)=")
+    in_document = documented_variables((ROOT / document).read_text(), pattern)
 
-    assert in_example == in_help
-
-
-def test_readme_configuration_table_lists_the_same_variables_as_help(run_snap):
-    help_text = run_snap("--help").stdout
-    readme = (ROOT / "README.md").read_text()
-
-    in_help = documented_variables(help_text, r"^  ([A-Z][A-Z_]+) ")
-    in_readme = documented_variables(readme, r"^\| `([A-Z][A-Z_]+)` \|")
-
-    assert in_readme == in_help
+    assert in_document == in_help
 
 
 def test_version_prints_the_version(run_snap):
