@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import fcntl
 import io
 import json
@@ -704,14 +705,32 @@ def spool(spool_dir: Path, fields: dict[str, Any]) -> None:
         raise SpoolError(f"cannot write to SPOOL_DIR {spool_dir}: {error.strerror}") from error
 
 
+@contextlib.contextmanager
+def spool_locked(spool_dir: Path, wait: bool = True):
+    """Yield whether this run holds the spool: one run at a time adds, trims or delivers."""
+    try:
+        fd = os.open(spool_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise SpoolError(f"cannot write to SPOOL_DIR {spool_dir}: {error.strerror}") from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def spooled_shots(spool_dir: Path) -> list[SpooledShot]:
     """The whole shots in the spool, oldest first."""
     shots = []
     for fields_path in spool_dir.glob("[0-9]*-*.json"):
         jpeg_path = fields_path.with_suffix(".jpg")
-        if jpeg_path.exists():
-            timestamp = int(fields_path.name.partition("-")[0])
-            shots.append(SpooledShot(jpeg_path, fields_path, timestamp))
+        name = re.match(r"(\d+)-", fields_path.name)
+        if name and jpeg_path.exists():
+            shots.append(SpooledShot(jpeg_path, fields_path, int(name.group(1))))
     return sorted(shots, key=lambda shot: (shot.timestamp, shot.jpeg_path.name))
 
 
@@ -761,7 +780,15 @@ def deliver_spool(client, config: Config) -> None:
                 "discarded the spooled shot taken %s: past its expiry", shot_time(shot.timestamp)
             )
             continue
-        fields = json.loads(shot.fields_path.read_text())
+        try:
+            fields = json.loads(shot.fields_path.read_text())
+        except ValueError:
+            shot.fields_path.rename(shot.fields_path.with_suffix(".json.unreadable"))
+            log.warning(
+                "warning: the fields of spooled shot %s are unreadable: set aside, JPEG kept",
+                shot.jpeg_path.name,
+            )
+            continue
         fields["image_data"] = shot.jpeg_path.read_bytes()
         key = store(client, config, fields, ttl)
         remove_spooled(shot)
@@ -824,8 +851,9 @@ class Watchdog:
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             try:
                 fields, self.unsaved = self.unsaved, None
-                spool(self.spool_dir, fields)
-                trim_spool(self.spool_dir, self.spool_max_bytes)
+                with spool_locked(self.spool_dir):
+                    spool(self.spool_dir, fields)
+                    trim_spool(self.spool_dir, self.spool_max_bytes)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return f"; kept in spool ({spool_summary(self.spool_dir)})"
@@ -1388,7 +1416,9 @@ def store_or_spool(config: Config, fields: dict[str, Any]):
 def deliver_backlog(client, config: Config) -> None:
     watchdog.step("delivering the spool")
     try:
-        deliver_spool(client, config)
+        with spool_locked(config.spool_dir, wait=False) as holding:
+            if holding:  # else another run is delivering it
+                deliver_spool(client, config)
     except SnapError as error:
         log.warning(
             "warning: spool delivery stopped: %s; %s left", error, spool_summary(config.spool_dir)

@@ -1,5 +1,6 @@
 """Unattended faults: each ends in bounded time, with one line, and the shot where it belongs."""
 
+import fcntl
 import json
 import os
 import re
@@ -220,6 +221,37 @@ def test_unwritable_spool_dir_exits_73_naming_it(run_snap, tmp_path, camera_dir)
     assert result.stderr.count("\n") == 1
     assert str(not_a_directory / "spool") in result.stderr
     assert camera_events(camera_dir) == []
+
+
+def test_spooled_shot_with_unreadable_fields_is_set_aside(run_snap, redis_db, spool_dir):
+    name = f"{int(time.time())}-1-abc"
+    spool_dir.mkdir()
+    (spool_dir / f"{name}.json").write_text("{not json")
+    (spool_dir / f"{name}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert f"{name}.jpg are unreadable" in result.stderr
+    assert (spool_dir / f"{name}.json.unreadable").exists()
+    assert (spool_dir / f"{name}.jpg").exists()
+    assert len(redis_db.keys("image:*")) == 1
+
+
+def test_delivery_waits_for_the_run_that_holds_the_spool(run_snap, redis_db, spool_dir):
+    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    with open(spool_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        held = run_snap()
+
+    released = run_snap()
+
+    assert (held.returncode, released.returncode) == (0, 0)
+    assert "delivered" not in held.stderr
+    assert "delivered the spooled shot" in released.stderr
+    assert spooled(spool_dir) == []
+    assert len(redis_db.keys("image:*")) == 3
 
 
 def test_check_reports_the_backlog(run_snap, spool_dir):
