@@ -387,10 +387,18 @@ def open_camera(picamera2, camera_num: int):
             time.sleep(0.5)
 
 
-def configure_camera(picam2, config: Config) -> None:
+def main_format(picamera2) -> str:
+    """YUV420 takes half the memory of BGR888, but picamera2 encodes a JPEG from it only
+    since 0.3.27, which brought CompletedRequest.FASTER_JPEG; Bullseye's is older."""
+    if hasattr(getattr(picamera2, "CompletedRequest", None), "FASTER_JPEG"):
+        return "YUV420"
+    return "BGR888"
+
+
+def configure_camera(picam2, config: Config, pixel_format: str) -> None:
     from libcamera import Transform
 
-    main_stream = {"format": "YUV420"}  # half the memory of BGR888, JPEG-encoded directly
+    main_stream = {"format": pixel_format}
     if config.size is not None:
         main_stream["size"] = config.size
     still = picam2.create_still_configuration(
@@ -409,6 +417,16 @@ def configure_camera(picam2, config: Config) -> None:
     picam2.options["quality"] = config.jpeg_quality
 
 
+def cancel_pending(picam2) -> None:
+    """Drop the jobs a timeout or a signal left pending: they would block any later stop().
+
+    Bullseye's picamera2 (0.3.12) lacks cancel_all_and_flush(), and has no timeouts either.
+    """
+    cancel = getattr(picam2, "cancel_all_and_flush", None)
+    if cancel is not None:
+        cancel()
+
+
 def wait_for_exposure(picam2, timeout: float) -> bool:
     """Read frames until auto-exposure has converged; False if it did not in time."""
     deadline = time.monotonic() + timeout
@@ -416,7 +434,7 @@ def wait_for_exposure(picam2, timeout: float) -> bool:
         try:
             metadata = picam2.capture_metadata(wait=remaining)
         except concurrent.futures.TimeoutError:
-            picam2.cancel_all_and_flush()
+            cancel_pending(picam2)
             return False
         if metadata.get("AeState") == 2 or metadata.get("AeLocked") is True:
             return True
@@ -430,7 +448,7 @@ def autofocus(picam2, timeout: float) -> None:
     try:
         focused = picam2.autofocus_cycle(wait=timeout)
     except concurrent.futures.TimeoutError:
-        picam2.cancel_all_and_flush()
+        cancel_pending(picam2)
         log.warning("warning: autofocus did not finish within %g s; capturing anyway", timeout)
         return
     if not focused:
@@ -452,7 +470,7 @@ def take_shot(config: Config, verbose: bool) -> Shot:
     watchdog.step("opening the camera")
     picam2 = open_camera(picamera2, config.camera_num)
     try:
-        configure_camera(picam2, config)
+        configure_camera(picam2, config, main_format(picamera2))
         if config.autofocus and "AfMode" in picam2.camera_controls:
             from libcamera import controls
 
@@ -473,11 +491,10 @@ def take_shot(config: Config, verbose: bool) -> Shot:
         watchdog.step("capturing")
         return capture(picam2, config.capture_timeout)
     except RuntimeError as error:
-        picam2.cancel_all_and_flush()
+        cancel_pending(picam2)
         raise CameraError(f"camera failed: {error}") from error
     except BaseException:
-        # A job left pending by a timeout or a signal would block any later stop().
-        picam2.cancel_all_and_flush()
+        cancel_pending(picam2)
         raise
     finally:
         watchdog.step("closing the camera")

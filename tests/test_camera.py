@@ -135,6 +135,13 @@ def test_camera_hung_in_capture_exits_69_within_the_capture_timeout(run_snap, re
     assert camera_events(camera_dir)[-2:] == ["cancel_all_and_flush", "close"]
 
 
+def test_older_picamera2_without_yuv420_jpegs_still_stores_the_shot(run_snap, redis_db):
+    result = run_snap(FAKE_CAMERA_FAULTS="before-0.3.27")
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.keys("image:*")
+
+
 def test_camera_out_of_memory_exits_69_suggesting_a_smaller_size(run_snap, camera_dir):
     result = run_snap(FAKE_CAMERA_FAULTS="dma-fail")
 

@@ -266,6 +266,25 @@ def test_dma_fail_makes_configure_raise_enomem(fake, monkeypatch):
     assert e.value.errno == 12
 
 
+def test_before_0_3_27_refuses_a_jpeg_from_a_yuv420_stream(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_FAULTS", "before-0.3.27")
+    cam = started(fake, main={"format": "YUV420", "size": (64, 48)})
+    with pytest.raises(RuntimeError, match="YUV420 not supported"):
+        cam.capture_file(io.BytesIO(), format="jpeg")
+
+
+def test_before_0_3_27_has_no_faster_jpeg_flag():
+    code = "import picamera2; print(hasattr(picamera2.CompletedRequest, 'FASTER_JPEG'))"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=fake_env(FAKE_CAMERA_FAULTS="before-0.3.27"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.stdout == "False\n", run.stderr
+
+
 def test_start_without_configuration_uses_the_640x480_preview(fake):
     cam = fake.Picamera2()
     cam.start()

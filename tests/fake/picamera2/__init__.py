@@ -15,6 +15,8 @@ Environment variables, read each time the fake is used:
       hang-start    start() never returns
       hang-hard     the steps above hang where no exception or signal handler reaches them
       dma-fail      configure() raises OSError ENOMEM
+      before-0.3.27 an older picamera2 (Bullseye's): no CompletedRequest.FASTER_JPEG, and no
+                    JPEG from a YUV420 stream ("Stream format YUV420 not supported ...")
   FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
@@ -42,7 +44,7 @@ from PIL import Image, TiffImagePlugin
 
 from .job import Job
 
-__all__ = ["CancelledError", "Picamera2", "TimeoutError"]
+__all__ = ["CancelledError", "CompletedRequest", "Picamera2", "TimeoutError"]
 
 FAULTS = {
     "absent",
@@ -56,7 +58,20 @@ FAULTS = {
     "hang-start",
     "hang-hard",
     "dma-fail",
+    "before-0.3.27",
 }
+
+
+class CompletedRequest:
+    """Only the class attribute that tells picamera2 >= 0.3.27 apart (request.py)."""
+
+    FASTER_JPEG = True  # set to False to use the older JPEG encode method
+
+
+if "before-0.3.27" in os.environ.get("FAKE_CAMERA_FAULTS", "").split(","):
+    del CompletedRequest.FASTER_JPEG
+
+
 SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start()
 
 _RPI_CONTROLS = {
@@ -618,6 +633,8 @@ class Picamera2:
             raise RuntimeError(f"Stream {name!r} is not defined")
         if name == "raw":
             raise NotImplementedError("the fake camera does not write DNG files")
+        if stream["format"] == "YUV420" and "before-0.3.27" in self._faults:
+            raise RuntimeError("Stream format YUV420 not supported for PIL images")
         if exif_data is not None:
             raise NotImplementedError("the fake camera does not merge exif_data")
         if isinstance(format, str):
