@@ -1395,8 +1395,8 @@ def run_check(config: Config, verbose: bool) -> int:
         failures.append(error.exit_code)
     try:
         cameras = detected_cameras(import_picamera2(verbose))
-        for camera in cameras:
-            print(f"camera {camera['Num']}: {camera['Model']} ({camera['Id']})")
+        for number, camera in enumerate(cameras):  # older picamera2 reports no "Num"
+            print(f"camera {number}: {camera.get('Model')} ({camera.get('Id')})")
         if config.camera_num >= len(cameras):
             raise CameraError(f"camera {config.camera_num} not detected; {NO_CAMERA_HINT}")
         print(f"camera: ok (CAMERA_NUM {config.camera_num})")
