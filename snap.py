@@ -965,6 +965,7 @@ class CameraLock:
 # --- Timers ------------------------------------------------------------------
 
 UNIT_DIR = Path("etc/systemd/system")
+DEFAULT_EVERY = "1min"
 UNIT_NAMES = ("snap.service", "snap.timer", "snap@.service", "snap@.timer")
 # ProtectHome= hides these from the service.
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -1096,6 +1097,10 @@ def check_interval(every: str) -> str:
     return every.strip()
 
 
+def install_root(args: argparse.Namespace) -> Path:
+    return args.root or Path("/")
+
+
 def service_user(args: argparse.Namespace) -> str:
     """--user, else whoever ran sudo; never root, and known here when installing here."""
     import pwd
@@ -1105,7 +1110,7 @@ def service_user(args: argparse.Namespace) -> str:
         raise UsageError("name the user who takes the photos (not root): --user NAME")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
         raise UsageError(f"--user {user!r} is not a user name")
-    if args.root == Path("/"):  # below another root the user may exist only there
+    if install_root(args) == Path("/"):  # below another root the user may exist only there
         try:
             pwd.getpwnam(user)
         except KeyError:
@@ -1207,17 +1212,17 @@ def systemctl(*arguments: str) -> None:
 
 
 def install_timer(args: argparse.Namespace) -> int:
-    every = check_interval(args.every)
+    every = check_interval(DEFAULT_EVERY if args.every is None else args.every)
     user = service_user(args)
     units = render_units(Path(__file__).resolve().parent, Path(sys.executable), user, every)
-    unit_dir = args.root / UNIT_DIR
+    unit_dir = install_root(args) / UNIT_DIR
     try:
         unit_dir.mkdir(parents=True, exist_ok=True)
         for name, text in units.items():
             (unit_dir / name).write_text(text)
     except OSError as error:
         raise unit_file_error(error, "write") from error
-    if args.root == Path("/"):
+    if install_root(args) == Path("/"):
         systemctl("daemon-reload")
     if not args.quiet:
         print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
@@ -1242,14 +1247,14 @@ def listing(directory: Path) -> list[str]:
 
 
 def uninstall_timer(args: argparse.Namespace) -> int:
-    unit_dir = args.root / UNIT_DIR
+    unit_dir = install_root(args) / UNIT_DIR
     try:
         files = installed_files(unit_dir)
         for path in files:
             path.unlink()
     except OSError as error:
         raise unit_file_error(error, "remove") from error
-    if args.root == Path("/") and files:
+    if install_root(args) == Path("/") and files:
         enabled = [path.name for path in files if path.parent.name == "timers.target.wants"]
         if enabled:  # still loaded until the reload; a shot already running is left to finish
             systemctl("stop", *enabled)
@@ -1261,6 +1266,12 @@ def uninstall_timer(args: argparse.Namespace) -> int:
 
 
 # --- Command line ------------------------------------------------------------
+
+
+def reject_timer_options(args: argparse.Namespace) -> None:
+    for flag, value in (("--every", args.every), ("--user", args.user), ("--root", args.root)):
+        if value is not None:
+            raise UsageError(f"{flag} goes with --install-timer or --uninstall-timer")
 
 
 def shown_default(value: Any) -> str:
@@ -1311,13 +1322,9 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     timer = parser.add_argument_group("timer installation")
-    timer.add_argument(
-        "--every", default="1min", metavar="SPAN", help="interval, a systemd time span [1min]"
-    )
+    timer.add_argument("--every", metavar="SPAN", help="interval, a systemd time span [1min]")
     timer.add_argument("--user", metavar="NAME", help="user the job runs as [who ran sudo]")
-    timer.add_argument(
-        "--root", type=Path, default=Path("/"), metavar="DIR", help="install below DIR [/]"
-    )
+    timer.add_argument("--root", type=Path, metavar="DIR", help="install below DIR [/]")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(
         "-v", "--verbose", action="store_true", help="show camera logs, tracebacks"
@@ -1485,6 +1492,7 @@ def main(argv: list[str] | None = None) -> int:
             return install_timer(args)
         if args.uninstall_timer:
             return uninstall_timer(args)
+        reject_timer_options(args)
         check_output_path(args.output)
         config = load_config(args.env_file)
         handler.addFilter(MaskingFilter(url_password(config.redis_url)))

@@ -89,6 +89,15 @@ def test_dry_run_and_check_together_exit_64(run_snap):
     assert "not allowed with" in result.stderr
 
 
+@pytest.mark.parametrize("option", [["--every", "5min"], ["--user", "pi"], ["--root", "/tmp"]])
+def test_timer_option_without_install_timer_exits_64(run_snap, camera_dir, option):
+    result = run_snap(*option)
+
+    assert result.returncode == 64
+    assert f"{option[0]} goes with --install-timer" in result.stderr
+    assert camera_events(camera_dir) == []
+
+
 def test_output_into_missing_directory_exits_64_before_the_camera(run_snap, tmp_path, camera_dir):
     result = run_snap("--output", str(tmp_path / "missing" / "shot.jpg"))
 
