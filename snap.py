@@ -471,11 +471,6 @@ def take_shot(config: Config, verbose: bool) -> Shot:
     picam2 = open_camera(picamera2, config.camera_num)
     try:
         configure_camera(picam2, config, main_format(picamera2))
-        if config.autofocus and "AfMode" in picam2.camera_controls:
-            from libcamera import controls
-
-            # After configure(), which replaces the controls set before it.
-            picam2.set_controls({"AfMode": controls.AfModeEnum.Auto})
         watchdog.step("starting the camera")
         picam2.start(show_preview=False)
         if config.settle_timeout > 0:
@@ -540,7 +535,6 @@ def redis_client(config: Config):
     """A client for REDIS_URL that fails fast: no retries, bounded waits."""
     import redis
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisClusterException
     from redis.retry import Retry
 
     client_class = redis.RedisCluster if config.redis_cluster else redis.Redis
@@ -552,8 +546,17 @@ def redis_client(config: Config):
             socket_connect_timeout=config.redis_timeout,
             retry=Retry(NoBackoff(), 0),
         )
-    except (redis.RedisError, RedisClusterException) as error:
+    except redis_errors() as error:
         raise redis_failure(error, config) from error
+
+
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What redis-py raises for a server or connection problem; the cluster client's own
+    exception is no RedisError."""
+    import redis
+    from redis.exceptions import RedisClusterException
+
+    return (redis.RedisError, RedisClusterException)
 
 
 def redis_failure(error: Exception, config: Config) -> SnapError:
@@ -624,7 +627,6 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
     EXPIRE go in one MULTI/EXEC, so no shot is ever left without its TTL.
     """
     import redis
-    from redis.exceptions import RedisClusterException
 
     try:
         with client.pipeline(transaction=True) as pipe:
@@ -643,19 +645,17 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
                     return key
                 except redis.WatchError:
                     continue
-    except (redis.RedisError, RedisClusterException) as error:
+    except redis_errors() as error:
         raise redis_failure(error, config) from error
     raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 
 def server_version(client, config: Config) -> str:
-    import redis
-    from redis.exceptions import RedisClusterException
 
     try:
         client.ping()
         server = client.info("server")
-    except (redis.RedisError, RedisClusterException) as error:
+    except redis_errors() as error:
         raise redis_failure(error, config) from error
     if "valkey_version" in server:
         return f"Valkey {server['valkey_version']}"
@@ -843,37 +843,40 @@ class Watchdog:
     def __init__(self):
         self.current_step = "starting"
         self.unsaved: dict[str, Any] | None = None
-        self.spool_dir: Path | None = None
-        self.spool_max_bytes = 0
+        self.config: Config | None = None
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
 
     def step(self, name: str) -> None:
         self.current_step = name
 
-    def hold(self, fields: dict[str, Any] | None, config: Config | None = None) -> None:
-        """The shot to spool if the run is cut short, or None once Redis has it."""
+    def hold(self, fields: dict[str, Any], config: Config) -> None:
+        """The shot to spool if the run is cut short."""
         with self.lock:
-            self.unsaved = fields
-            if config is not None:
-                self.spool_dir, self.spool_max_bytes = config.spool_dir, config.spool_max_bytes
+            self.unsaved, self.config = fields, config
+
+    def release(self) -> None:
+        """Redis has the shot."""
+        with self.lock:
+            self.unsaved = None
 
     def keep_unsaved(self) -> str:
         """Spool the shot held, once, whoever gets here first; say where it is."""
         with self.lock:
-            if self.unsaved is None or self.spool_dir is None:
+            if self.unsaved is None or self.config is None:
                 return ""
+            spool_dir = self.config.spool_dir
             # A stop signal now would cut the shot short on disk: it waits until the shot is safe.
             stop_signals = {signal.SIGTERM, signal.SIGINT}
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             try:
                 fields, self.unsaved = self.unsaved, None
-                with spool_locked(self.spool_dir):
-                    spool(self.spool_dir, fields)
-                    trim_spool(self.spool_dir, self.spool_max_bytes)
+                with spool_locked(spool_dir):
+                    spool(spool_dir, fields)
+                    trim_spool(spool_dir, self.config.spool_max_bytes)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            return f"; kept in spool ({spool_summary(self.spool_dir)})"
+            return f"; kept in spool ({spool_summary(spool_dir)})"
 
     def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
         if self.timer is not None:
@@ -1433,7 +1436,7 @@ def store_or_spool(config: Config, fields: dict[str, Any]):
         raise type(error)(f"not stored: {error}{kept}") from error
     except Interrupted as stop:
         raise Interrupted(f"{stop}{watchdog.keep_unsaved()}", stop.exit_code) from stop
-    watchdog.hold(None)
+    watchdog.release()
     return client, key
 
 
