@@ -17,7 +17,6 @@ import argparse
 import io
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FAKE_CAMERA, ROOT, start_redis  # noqa: E402
+from conftest import FAKE_CAMERA, make_app, start_redis  # noqa: E402
 
 RATIO_TARGET = 1.10  # snap.py / floor, wall time and peak RSS
 RATIO_TARGET_FROM_MB = 5  # smaller shots are shown without a target
@@ -88,16 +87,15 @@ print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(
 # camera filling its buffer (capture_file returning) to store() returning: each copy of the
 # JPEG on its way to the socket adds one JPEG size.
 COPIES_SCRIPT = """\
-import importlib.util
 import sys
 import tracemalloc
 
 import picamera2
 
-spec = importlib.util.spec_from_file_location("snap", sys.argv[1])
-snap = sys.modules["snap"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(snap)
-capture_file, store = picamera2.Picamera2.capture_file, snap.store
+sys.path.insert(0, sys.argv[1])
+from snapcam import cli, store as snap_store  # noqa: E402
+
+capture_file, store = picamera2.Picamera2.capture_file, snap_store.store
 
 
 def traced_capture_file(*args, **kwargs):
@@ -113,8 +111,8 @@ def traced_store(*args, **kwargs):
     return key
 
 
-picamera2.Picamera2.capture_file, snap.store = traced_capture_file, traced_store
-sys.exit(snap.main(["--quiet"]))
+picamera2.Picamera2.capture_file, snap_store.store = traced_capture_file, traced_store
+sys.exit(cli.main(["--quiet"]))
 """
 
 
@@ -208,15 +206,12 @@ def noise_jpeg(directory: Path, megabytes: float) -> Jpeg:
 
 
 def write_scripts(workdir: Path) -> Scripts:
-    app = workdir / "app"  # snap.py in a folder of its own: no .env is read
-    app.mkdir()
     scripts = Scripts(
-        snap=app / "snap.py",
+        snap=make_app(workdir / "app"),  # a checkout of its own: no .env is read
         floor=workdir / "floor.py",
         launcher=workdir / "launcher.py",
         copies=workdir / "copies.py",
     )
-    shutil.copy(ROOT / "snap.py", scripts.snap)
     scripts.floor.write_text(FLOOR_SCRIPT)
     scripts.launcher.write_text(LAUNCHER_SCRIPT)
     scripts.copies.write_text(COPIES_SCRIPT)
@@ -309,7 +304,7 @@ def measure(
 def copies_peak(scripts: Scripts, env: dict[str, str]) -> int:
     """Bytes snap.py allocates at once between the camera's buffer and the socket."""
     completed = subprocess.run(
-        [sys.executable, str(scripts.copies), str(scripts.snap)],
+        [sys.executable, str(scripts.copies), str(scripts.snap.parent)],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -161,13 +161,25 @@ def big_jpeg(tmp_path_factory) -> Path:
     return path
 
 
+def make_app(directory: Path, copy: bool = False) -> Path:
+    """A checkout of snap in `directory`, so that the .env next to snap.py is the test's own:
+    snap.py copied, the package and timers/ linked (or copied, for other users to read)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "snap.py", directory / "snap.py")
+    for name in ("snapcam", "timers"):
+        if copy:
+            shutil.copytree(
+                ROOT / name, directory / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            (directory / name).symlink_to(ROOT / name)
+    return directory / "snap.py"
+
+
 @pytest.fixture
 def snap_app(tmp_path) -> Path:
-    """A copy of snap.py in its own folder, so the .env next to it is the test's own."""
-    app = tmp_path / "app"
-    app.mkdir()
-    shutil.copy(ROOT / "snap.py", app / "snap.py")
-    return app / "snap.py"
+    """snap.py in a checkout of its own, so the .env next to it is the test's own."""
+    return make_app(tmp_path / "app")
 
 
 @pytest.fixture

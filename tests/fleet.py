@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import FAKE_CAMERA, ROOT, start_redis
+from conftest import FAKE_CAMERA, make_app, start_redis
 from servers import start_cluster
 
 
@@ -72,6 +72,7 @@ def run_fleet(processes: int, redis_url: str, cluster: bool, jpeg: Path, workdir
         "SETTLE_TIMEOUT": "0",
         "IMAGE_EXPIRY": "600",
     }
+    snap = make_app(workdir / "app")  # a checkout of its own: no .env is read
     started = time.monotonic()
     running = {}
     for number in range(processes):
@@ -86,7 +87,7 @@ def run_fleet(processes: int, redis_url: str, cluster: bool, jpeg: Path, workdir
             "SPOOL_DIR": str(pi_dir / "spool"),
         }
         running[camera] = subprocess.Popen(
-            [sys.executable, str(ROOT / "snap.py"), "--json"],
+            [sys.executable, str(snap), "--json"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

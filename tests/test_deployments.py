@@ -12,7 +12,9 @@ import redis
 from conftest import start_redis
 from servers import make_certificates, start_cluster, start_tls_redis, start_valkey
 
-import snap
+from snapcam import store
+from snapcam.config import load_config
+from snapcam.errors import RedisDenied, SnapError
 
 # The README's lines, run here word for word.
 ACL_LINE = (
@@ -161,13 +163,13 @@ def test_acl_user_lacking_any_documented_command_is_told_to_grant_it(
     monkeypatch.setenv("REDIS_URL", GARDEN_URL.format(password=ACL_PASSWORD, port=acl_redis.port))
     monkeypatch.setenv("IMAGE_KEY_PREFIX", "image:garden")
     monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
-    config = snap.load_config(None)
+    config = load_config(None)
     fields = {"image_data": b"\xff\xd8", "timestamp": 1700000000, "mime_type": "image/jpeg"}
 
-    with pytest.raises(snap.RedisDenied, match=rf"ACL SETUSER garden \+{command}$"):
-        client = snap.redis_client(config)
-        snap.store(client, config, fields, 60)  # a shot
-        snap.server_version(client, config)  # --check
+    with pytest.raises(RedisDenied, match=rf"ACL SETUSER garden \+{command}$"):
+        client = store.redis_client(config)
+        store.store(client, config, fields, 60)  # a shot
+        store.server_version(client, config)  # --check
 
 
 def test_acl_wrong_password_exits_77_and_keeps_the_shot(
@@ -294,11 +296,11 @@ def test_cluster_node_without_redis_cluster_says_to_set_it(
     )
     monkeypatch.setenv("REDIS_URL", node.url)
     monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
-    config = snap.load_config(None)
+    config = load_config(None)
     fields = {"image_data": b"\xff\xd8", "timestamp": timestamp, "mime_type": "image/jpeg"}
 
-    with pytest.raises(snap.SnapError, match="set REDIS_CLUSTER=true"):
-        snap.store(snap.redis_client(config), config, fields, 60)
+    with pytest.raises(SnapError, match="set REDIS_CLUSTER=true"):
+        store.store(store.redis_client(config), config, fields, 60)
 
 
 # --- Valkey --------------------------------------------------------------------

@@ -15,7 +15,9 @@ import pytest
 import redis
 from conftest import camera_events, free_port, start_redis
 
-import snap
+from snapcam import store
+from snapcam.config import Config, load_config
+from snapcam.spool import fields_from_json
 
 
 def spooled(spool_dir: Path) -> list[Path]:
@@ -26,8 +28,12 @@ def spooled(spool_dir: Path) -> list[Path]:
     )
 
 
+def spooled_fields(jpeg: Path) -> dict:
+    return fields_from_json(jpeg.with_suffix(".json").read_text())
+
+
 def spooled_timestamp(jpeg: Path) -> int:
-    return json.loads(jpeg.with_suffix(".json").read_text())["timestamp"]
+    return spooled_fields(jpeg)["timestamp"]
 
 
 def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
@@ -129,7 +135,7 @@ def test_spooled_shot_carries_what_is_needed_to_store_it_later(run_snap, spool_d
 
     assert result.returncode == 75
     [jpeg] = spooled(spool_dir)
-    fields = json.loads(jpeg.with_suffix(".json").read_text())
+    fields = spooled_fields(jpeg)
     assert fields["mime_type"] == "image/jpeg"
     assert isinstance(fields["lux"], int) and isinstance(fields["exposure_time"], int)
     assert jpeg.name.startswith(f"{fields['timestamp']}-")
@@ -434,10 +440,10 @@ def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, ru
 
 
 @pytest.fixture
-def snap_config(redis_server, tmp_path, monkeypatch) -> snap.Config:
+def snap_config(redis_server, tmp_path, monkeypatch) -> Config:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
-    return snap.load_config(None)
+    return load_config(None)
 
 
 def test_shot_in_an_already_used_second_gets_its_own_key(run_snap, redis_db):
@@ -463,11 +469,11 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
     ]
     keys = []
 
-    def store(shot_fields):
-        client = snap.redis_client(snap_config)
-        keys.append(snap.store(client, snap_config, shot_fields, 60))
+    def store_one(shot_fields):
+        client = store.redis_client(snap_config)
+        keys.append(store.store(client, snap_config, shot_fields, 60))
 
-    threads = [threading.Thread(target=store, args=(shot,)) for shot in fields]
+    threads = [threading.Thread(target=store_one, args=(shot,)) for shot in fields]
     for thread in threads:
         thread.start()
     for thread in threads:

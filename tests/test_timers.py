@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events
+from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app
 
-import snap
+from snapcam.config import SETTINGS
+from snapcam.units import UNIT_FILES, render_units
 
 TIMERS = ROOT / "timers"
 UNIT_DIR = Path("etc/systemd/system")
@@ -31,6 +32,11 @@ NOBODY = 65534
 
 
 # --- Helpers -----------------------------------------------------------------
+
+
+def installed(unit_dir: Path) -> list[str]:
+    """The files below unit_dir, by their paths relative to it."""
+    return sorted(str(path.relative_to(unit_dir)) for path in unit_dir.rglob("*") if path.is_file())
 
 
 def unit_values(text: str, key: str) -> list[str]:
@@ -131,9 +137,7 @@ def as_unprivileged() -> list[str]:
 def checkout(tmp_path) -> Path:
     """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
     packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
-    app = tmp_path / "snap"
-    app.mkdir()
-    shutil.copy(ROOT / "snap.py", app / "snap.py")
+    app = make_app(tmp_path / "snap").parent
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
     [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
     paths = [str(FAKE_CAMERA), *site.getsitepackages()]
@@ -175,9 +179,7 @@ def readable_snap():
     """A copy of snap.py that any user can run."""
     directory = Path(tempfile.mkdtemp())
     directory.chmod(0o755)
-    shutil.copy(ROOT / "snap.py", directory / "snap.py")
-    (directory / "snap.py").chmod(0o644)
-    yield directory / "snap.py"
+    yield make_app(directory, copy=True)
     shutil.rmtree(directory)
 
 
@@ -189,15 +191,11 @@ def system_python() -> str:
 
 
 def test_committed_units_are_the_install_for_the_documented_checkout():
-    rendered = snap.render_units(
+    rendered = render_units(
         DOCUMENTED_CHECKOUT, DOCUMENTED_CHECKOUT / ".venv" / "bin" / "python", "pi", "1min"
     )
 
-    committed = {
-        path.name: path.read_text()
-        for path in TIMERS.glob("snap*")
-        if path.suffix in (".service", ".timer")
-    }
+    committed = {name: (TIMERS / name).read_text() for name in UNIT_FILES}
     assert committed == rendered
 
 
@@ -227,7 +225,7 @@ def test_service_start_timeout_outlasts_snaps_own_run_timeout(name):
     [timeout] = unit_values((TIMERS / name).read_text(), "TimeoutStartSec")
 
     # The watchdog ends a run at most 2 s after RUN_TIMEOUT.
-    assert span_seconds(timeout) > snap.SETTINGS["RUN_TIMEOUT"].default + 2
+    assert span_seconds(timeout) > SETTINGS["RUN_TIMEOUT"].default + 2
 
 
 def test_timer_accuracy_is_one_second():
@@ -237,7 +235,7 @@ def test_timer_accuracy_is_one_second():
 
 
 def test_checkout_outside_home_hides_home_entirely():
-    units = snap.render_units(Path("/opt/snap"), Path("/opt/snap/.venv/bin/python"), "pi", "1min")
+    units = render_units(Path("/opt/snap"), Path("/opt/snap/.venv/bin/python"), "pi", "1min")
 
     text = units["snap.service"]
     assert unit_values(text, "ProtectHome") == ["yes"]
@@ -245,7 +243,7 @@ def test_checkout_outside_home_hides_home_entirely():
 
 
 def test_venv_outside_the_checkout_is_mounted_back_too():
-    units = snap.render_units(
+    units = render_units(
         Path("/home/pi/snap"), Path("/home/pi/venvs/snap/bin/python"), "pi", "1min"
     )
 
@@ -318,14 +316,12 @@ def test_install_without_an_unprivileged_user_exits_64(checkout, root, user):
 
 
 def test_checkout_path_a_unit_cannot_hold_exits_64(tmp_path, root):
-    app = tmp_path / "my snap"
-    app.mkdir()
-    shutil.copy(ROOT / "snap.py", app / "snap.py")
+    snap = make_app(tmp_path / "my snap")
 
     result = run(
         [
             sys.executable,
-            str(app / "snap.py"),
+            str(snap),
             "--install-timer",
             "--root",
             str(root),
@@ -335,7 +331,7 @@ def test_checkout_path_a_unit_cannot_hold_exits_64(tmp_path, root):
     )
 
     assert result.returncode == 64
-    assert result.stderr.startswith(f"snap: error: {app} cannot be written in a unit file")
+    assert result.stderr.startswith(f"snap: error: {snap.parent} cannot be written in a unit file")
 
 
 def test_install_without_permission_exits_77(readable_snap, root):
@@ -375,7 +371,7 @@ def test_uninstall_removes_the_units_and_disables_the_timers(checkout, root, uni
     result = run(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
 
     assert result.returncode == 0
-    assert sorted(path.name for path in units.rglob("*")) == ["timers.target.wants"]
+    assert installed(units) == []
 
 
 def test_uninstall_with_nothing_installed_exits_0(checkout, root):
@@ -407,7 +403,7 @@ def test_uninstall_without_permission_exits_77_and_removes_nothing(readable_snap
         r"snap: error: cannot remove \S+: permission denied; run it as root \(sudo\)\n",
         result.stderr,
     )
-    assert sorted(path.name for path in units.iterdir()) == sorted(snap.UNIT_NAMES)
+    assert installed(units) == sorted(UNIT_FILES)
 
 
 # --- The installed service, run ----------------------------------------------

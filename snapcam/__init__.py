@@ -1,0 +1,9 @@
+"""snapcam: one photo from a Raspberry Pi camera into an expiring Redis hash, then exit.
+
+snap.py is the command; this package is its code, one module per concern:
+config (the settings), camera (picamera2), store (Redis), spool (shots Redis did not
+take), guard (watchdog, camera lock, stop signals), units (systemd timers), run (one
+shot, start to finish) and cli (the command line).
+"""
+
+__version__ = "1.0.0"

@@ -1,0 +1,192 @@
+"""The camera, the picamera2 way: open, configure a still, start, settle, focus, capture, close.
+
+Every wait on the camera is bounded: picamera2's own wait= timeouts for each step, and the
+run's guard (its watchdog) for the steps picamera2 cannot bound, such as start().
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import CameraError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .guard import Guard
+
+log = logging.getLogger("snap")
+
+NO_CAMERA_HINT = (
+    "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
+)
+BUSY_RETRY_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Shot:
+    jpeg: memoryview
+    metadata: dict
+    timestamp: int
+
+
+def import_picamera2(verbose: bool):
+    # libcamera reads its log level once, when it is loaded.
+    if not verbose:
+        os.environ.setdefault("LIBCAMERA_LOG_LEVELS", "*:ERROR")
+        logging.getLogger("picamera2").setLevel(logging.ERROR)
+    try:
+        import picamera2
+    except ImportError as error:
+        raise CameraError(
+            f"picamera2 is not installed ({error}): sudo apt install python3-picamera2"
+        ) from error
+    return picamera2
+
+
+def detected_cameras(picamera2) -> list[dict]:
+    return picamera2.Picamera2.global_camera_info()
+
+
+def is_busy(error: RuntimeError) -> bool:
+    # picamera2 raises "Camera __init__ sequence did not complete" from libcamera's
+    # "Failed to acquire camera: Device or resource busy".
+    return "busy" in f"{error} {error.__cause__}"
+
+
+def open_camera(picamera2, camera_num: int):
+    """Picamera2(camera_num), retrying briefly while another program holds the camera."""
+    cameras = detected_cameras(picamera2)
+    if camera_num >= len(cameras):
+        found = f"{len(cameras)} camera(s) found" if cameras else "no camera detected"
+        raise CameraError(f"camera {camera_num} not available: {found}; {NO_CAMERA_HINT}")
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    while True:
+        try:
+            return picamera2.Picamera2(camera_num)
+        except IndexError as error:  # picamera2 <= 0.3.36 when the camera is gone
+            raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
+        except RuntimeError as error:
+            if not is_busy(error):
+                cause = f" ({error.__cause__})" if error.__cause__ else ""
+                raise CameraError(f"camera {camera_num} failed to open: {error}{cause}") from error
+            if time.monotonic() > deadline:
+                raise CameraError(
+                    f"camera {camera_num} is busy: another program holds it "
+                    "(rpicam-still, a preview, ...)"
+                ) from error
+            time.sleep(0.5)
+
+
+def main_format(picamera2) -> str:
+    """YUV420 takes half the memory of BGR888, but picamera2 encodes a JPEG from it only
+    since 0.3.27, which brought CompletedRequest.FASTER_JPEG; Bullseye's is older."""
+    if hasattr(getattr(picamera2, "CompletedRequest", None), "FASTER_JPEG"):
+        return "YUV420"
+    return "BGR888"
+
+
+def configure_camera(picam2, config: Config, pixel_format: str) -> None:
+    from libcamera import Transform
+
+    main_stream = {"format": pixel_format}
+    if config.size is not None:
+        main_stream["size"] = config.size
+    still = picam2.create_still_configuration(
+        main=main_stream,
+        raw=None,
+        buffer_count=1,
+        transform=Transform(hflip=config.camera_hflip, vflip=config.camera_vflip),
+    )
+    try:
+        picam2.configure(still)
+    except OSError as error:
+        raise CameraError(
+            f"not enough camera memory for {main_stream.get('size', 'full resolution')}: "
+            "set IMAGE_WIDTH and IMAGE_HEIGHT lower or raise cma in config.txt"
+        ) from error
+    picam2.options["quality"] = config.jpeg_quality
+
+
+def cancel_pending(picam2) -> None:
+    """Drop the jobs a timeout or a signal left pending: they would block any later stop().
+
+    Bullseye's picamera2 (0.3.12) lacks cancel_all_and_flush(), and has no timeouts either.
+    """
+    cancel = getattr(picam2, "cancel_all_and_flush", None)
+    if cancel is not None:
+        cancel()
+
+
+def wait_for_exposure(picam2, timeout: float) -> bool:
+    """Read frames until auto-exposure has converged; False if it did not in time."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            metadata = picam2.capture_metadata(wait=remaining)
+        except concurrent.futures.TimeoutError:
+            cancel_pending(picam2)
+            return False
+        if metadata.get("AeState") == 2 or metadata.get("AeLocked") is True:
+            return True
+    return False
+
+
+def autofocus(picam2, timeout: float) -> None:
+    if "AfMode" not in picam2.camera_controls:
+        log.warning("warning: this camera has no autofocus; capturing without it")
+        return
+    try:
+        focused = picam2.autofocus_cycle(wait=timeout)
+    except concurrent.futures.TimeoutError:
+        cancel_pending(picam2)
+        log.warning("warning: autofocus did not finish within %g s; capturing anyway", timeout)
+        return
+    if not focused:
+        log.warning("warning: autofocus failed; capturing anyway")
+
+
+def capture(picam2, timeout: float) -> Shot:
+    buffer = io.BytesIO()
+    try:
+        metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
+    except concurrent.futures.TimeoutError as error:
+        raise CameraError(f"camera hung: no picture within {timeout:g} s") from error
+    # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
+    return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
+
+
+def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
+    picamera2 = import_picamera2(verbose)
+    guard.step("opening the camera")
+    picam2 = open_camera(picamera2, config.camera_num)
+    try:
+        configure_camera(picam2, config, main_format(picamera2))
+        guard.step("starting the camera")
+        picam2.start(show_preview=False)
+        if config.settle_timeout > 0:
+            guard.step("waiting for exposure to settle")
+            if not wait_for_exposure(picam2, config.settle_timeout):
+                log.warning(
+                    "warning: exposure did not settle within %g s; capturing anyway",
+                    config.settle_timeout,
+                )
+        if config.camera_autofocus:
+            guard.step("autofocus")
+            autofocus(picam2, config.autofocus_timeout)
+        guard.step("capturing")
+        return capture(picam2, config.capture_timeout)
+    except RuntimeError as error:
+        cancel_pending(picam2)
+        raise CameraError(f"camera failed: {error}") from error
+    except BaseException:
+        cancel_pending(picam2)
+        raise
+    finally:
+        guard.step("closing the camera")
+        picam2.close()

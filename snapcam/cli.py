@@ -1,0 +1,184 @@
+"""The command line: options, logging, what a run prints, and the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, camera, store, units
+from .config import SETTINGS, Config, load_config
+from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
+from .guard import Guard
+from .masking import MaskingFilter, mask_url, url_password
+from .run import run_shot
+from .spool import Spool, size_text
+
+log = logging.getLogger("snap")
+
+
+def reject_timer_options(args: argparse.Namespace) -> None:
+    for flag, value in (("--every", args.every), ("--user", args.user), ("--root", args.root)):
+        if value is not None:
+            raise UsageError(f"{flag} goes with --install-timer or --uninstall-timer")
+
+
+def shown_default(value: Any) -> str:
+    if value in (None, "", ()):
+        return ""
+    if isinstance(value, bool):
+        return f" [{str(value).lower()}]"
+    if isinstance(value, float):
+        return f" [{value:g}]"
+    return f" [{value}]"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(os.EX_USAGE, f"snap: error: {message} (see --help)\n")
+
+
+def build_parser() -> Parser:
+    variables = "\n".join(
+        f"  {s.name:<18} {s.meaning}{shown_default(s.default)}" for s in SETTINGS.values()
+    )
+    codes = "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)
+    parser = Parser(
+        prog="snap.py",
+        description="Take one photo with the Raspberry Pi camera and store it in Redis.",
+        epilog=(
+            "environment variables (also read from the .env file next to snap.py):\n"
+            f"{variables}\n\nexit codes:\n{codes}"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--env-file", type=Path, metavar="PATH", help="read variables from PATH")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the JPEG to FILE")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="take the shot but not store it")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="check configuration, Redis and cameras; change nothing",
+    )
+    mode.add_argument(
+        "--install-timer",
+        action="store_true",
+        help="install snap.service and snap.timer for this checkout (as root)",
+    )
+    mode.add_argument(
+        "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    timer = parser.add_argument_group("timer installation")
+    timer.add_argument("--every", metavar="SPAN", help="interval, a systemd time span [1min]")
+    timer.add_argument("--user", metavar="NAME", help="user the job runs as [who ran sudo]")
+    timer.add_argument("--root", type=Path, metavar="DIR", help="install below DIR [/]")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="show camera logs, tracebacks"
+    )
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument("--version", action="version", version=f"snap {__version__}")
+    return parser
+
+
+def setup_logging(args: argparse.Namespace) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("snap: %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO)
+    return handler
+
+
+def check_output_path(path: Path | None) -> None:
+    if path is not None and not path.resolve().parent.is_dir():
+        raise UsageError(f"--output: directory {path.resolve().parent} does not exist")
+
+
+def report(args, result: dict) -> None:
+    if args.json:
+        print(json.dumps(result, default=str))
+        return
+    if args.quiet:
+        return
+    lux = "no lux" if result["lux"] is None else f"lux {result['lux']}"
+    size = size_text(result["bytes"])
+    if result["key"] is None:
+        print(f"captured {size} ({lux}) in {result['seconds']:.1f} s; not stored (dry run)")
+    else:
+        print(
+            f"stored {result['key']} ({size}, {lux}, expires in {result['ttl']} s) "
+            f"in {result['seconds']:.1f} s"
+        )
+
+
+def run_check(config: Config, spool: Spool, verbose: bool) -> int:
+    """One line per check; the first failure's exit code."""
+    failures = []
+    print(f"config: ok (REDIS_URL {mask_url(config.redis_url)}, prefix {config.image_key_prefix})")
+    try:
+        version = store.server_version(store.redis_client(config), config)
+        print(f"redis: ok ({mask_url(config.redis_url)}, {version})")
+    except SnapError as error:
+        print(f"redis: FAILED: {error}")
+        failures.append(error.exit_code)
+    try:
+        cameras = camera.detected_cameras(camera.import_picamera2(verbose))
+        for number, info in enumerate(cameras):  # older picamera2 reports no "Num"
+            print(f"camera {number}: {info.get('Model')} ({info.get('Id')})")
+        if config.camera_num >= len(cameras):
+            raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
+        print(f"camera: ok (CAMERA_NUM {config.camera_num})")
+    except SnapError as error:
+        print(f"camera: FAILED: {error}")
+        failures.append(error.exit_code)
+    try:
+        print(f"spool: ok ({config.spool_dir}, {spool.state()})")
+    except SnapError as error:
+        print(f"spool: FAILED: {error}")
+        failures.append(error.exit_code)
+    return failures[0] if failures else os.EX_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE
+    handler = setup_logging(args)
+    try:
+        if args.install_timer:
+            return units.install_timer(args)
+        if args.uninstall_timer:
+            return units.uninstall_timer(args)
+        reject_timer_options(args)
+        check_output_path(args.output)
+        config = load_config(args.env_file)
+        handler.addFilter(MaskingFilter(url_password(config.redis_url)))
+        spool = Spool(config.spool_dir, config.spool_max_bytes)
+        guard = Guard(spool)
+        guard.start(config.run_timeout)
+        guard.catch_stop_signals()
+        if args.check:
+            return run_check(config, spool, args.verbose)
+        return run_shot(config, guard, args, report)
+    except SnapError as error:
+        log.error("error: %s", error, exc_info=args.verbose)
+        return error.exit_code
+    except Interrupted as stop:
+        log.error("error: %s", stop)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        log.error("error: interrupted")
+        return 130
+    except Exception as error:  # a bug: still one line, unless --verbose
+        log.error("error: unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
+        return os.EX_SOFTWARE
+    finally:
+        log.removeHandler(handler)

@@ -1,0 +1,231 @@
+"""The settings: one table of every variable snap reads, and their validation.
+
+Variables come from the environment and a .env file (the environment wins), read with
+environs. Each is checked before the camera is touched; a bad one is a ConfigError
+naming it. Importing this module loads neither redis nor picamera2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, UsageError
+from .masking import mask_url
+
+# Fields of the data contract; CAMERA_METADATA may not shadow them.
+CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
+
+SECONDS = "a number of seconds greater than 0"
+SECONDS_OR_ZERO = "a number of seconds, 0 or more"
+BOOLEAN = "true or false"
+
+
+class Setting(NamedTuple):
+    name: str
+    default: Any
+    meaning: str
+    kind: str = "str"  # the environs parser: str, int, float or bool
+    expected: str = ""  # what a valid value is, for the error line
+    minimum: float | None = None
+    above_minimum: bool = False  # the minimum itself is not allowed
+    maximum: float | None = None
+    check: Callable[[Any], Any] | None = None  # further validation of a parsed value
+
+
+def to_snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def check_redis_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def check_key_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", prefix) or prefix.endswith(":"):
+        raise ValueError(
+            "expected letters, digits and _.:- not ending in ':' (e.g. image or image:garden)"
+        )
+    return prefix
+
+
+def parse_metadata_names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
+            raise ValueError(
+                f"{name!r} is not a metadata name (expected names like ExposureTime,AnalogueGain)"
+            )
+        if to_snake_case(name) in CONTRACT_FIELDS:
+            raise ValueError(f"{name} is already stored as {to_snake_case(name)}")
+    return names
+
+
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("REDIS_URL", "redis://localhost:6379", "Redis URL: redis://, rediss:// or unix://",
+                expected="a URL", check=check_redis_url),
+        Setting("REDIS_TIMEOUT", 5.0, "seconds to wait for Redis to connect or answer",
+                "float", SECONDS, 0, True),
+        Setting("REDIS_CLUSTER", False, "REDIS_URL names a node of a Redis Cluster",
+                "bool", BOOLEAN),
+        Setting("IMAGE_EXPIRY", 3600, "seconds a shot stays in Redis (its TTL)",
+                "int", "a whole number of seconds, 1 or more", 1),
+        Setting("IMAGE_KEY_PREFIX", "image", "shots are stored as PREFIX:<unix seconds>",
+                expected="a prefix", check=check_key_prefix),
+        Setting("CAMERA_NAME", None, "stored in each shot's camera field (default: hostname)",
+                expected="a name"),
+        Setting("CAMERA_NUM", 0, "camera to use, as listed by --check",
+                "int", "a camera number, 0 or more", 0),
+        Setting("IMAGE_WIDTH", None, "picture width in pixels (default: full sensor)",
+                "int", "a width in pixels", 64),
+        Setting("IMAGE_HEIGHT", None, "picture height in pixels (set both or neither)",
+                "int", "a height in pixels", 64),
+        Setting("JPEG_QUALITY", 90, "JPEG quality, 1-95",
+                "int", "a whole number from 1 to 95", 1, maximum=95),
+        Setting("CAMERA_HFLIP", False, "mirror the picture left to right", "bool", BOOLEAN),
+        Setting("CAMERA_VFLIP", False, "flip the picture upside down", "bool", BOOLEAN),
+        Setting("CAMERA_AUTOFOCUS", False, "run one autofocus cycle before the shot",
+                "bool", BOOLEAN),
+        Setting("AUTOFOCUS_TIMEOUT", 5.0, "seconds the autofocus cycle may take",
+                "float", SECONDS, 0, True),
+        Setting("SETTLE_TIMEOUT", 3.0, "seconds to wait for exposure to settle (0: don't)",
+                "float", SECONDS_OR_ZERO, 0),
+        Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take",
+                "float", SECONDS, 0, True),
+        Setting("CAMERA_METADATA", (), "metadata to store too, e.g. ExposureTime,AnalogueGain",
+                expected="metadata names", check=parse_metadata_names),
+        Setting("RUN_TIMEOUT", 60.0, "seconds a whole run may take, hung camera or Redis included",
+                "float", SECONDS, 0, True),
+        Setting("LOCK_TIMEOUT", 20.0, "seconds to wait while another run uses the same camera",
+                "float", SECONDS_OR_ZERO, 0),
+        Setting("LOCK_DIR", "/run/lock", "where the per-camera lock file lives",
+                expected="a directory"),
+        Setting("SPOOL_DIR", None,
+                "where unsent shots wait (default $STATE_DIRECTORY or ~/.local/state/snap/spool)",
+                expected="a directory"),
+        Setting("SPOOL_MAX_MB", 200, "spool size limit; past it the oldest shots are dropped",
+                "int", "a whole number of MB, 1 or more", 1),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings, one field per variable, named as the variable in lower case."""
+
+    redis_url: str
+    redis_timeout: float
+    redis_cluster: bool
+    image_expiry: int
+    image_key_prefix: str
+    camera_name: str
+    camera_num: int
+    image_width: int | None
+    image_height: int | None
+    jpeg_quality: int
+    camera_hflip: bool
+    camera_vflip: bool
+    camera_autofocus: bool
+    autofocus_timeout: float
+    settle_timeout: float
+    capture_timeout: float
+    camera_metadata: tuple[str, ...]
+    run_timeout: float
+    lock_timeout: float
+    lock_dir: Path
+    spool_dir: Path
+    spool_max_mb: int
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        if self.image_width is None or self.image_height is None:
+            return None
+        return (self.image_width, self.image_height)
+
+    @property
+    def spool_max_bytes(self) -> int:
+        return self.spool_max_mb * 1_000_000
+
+
+def default_env_file() -> Path:
+    """The .env beside snap.py, in the checkout that holds this package."""
+    return Path(__file__).absolute().parent.parent / ".env"
+
+
+def default_spool_dir() -> Path:
+    state_directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_directory:
+        return Path(state_directory)
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "snap" / "spool"
+
+
+def read_setting(env, setting: Setting) -> Any:
+    """One variable through environs; unset or empty gives the default."""
+    from environs import EnvError
+    from marshmallow.validate import Range
+
+    raw = env.str(setting.name, "")
+    if raw == "":
+        return setting.default
+    shown = mask_url(raw) if setting.name == "REDIS_URL" else raw
+    options = {}
+    if setting.minimum is not None or setting.maximum is not None:
+        options["validate"] = Range(
+            min=setting.minimum, max=setting.maximum, min_inclusive=not setting.above_minimum
+        )
+    try:
+        value = getattr(env, setting.kind)(setting.name, **options)
+        return setting.check(value) if setting.check else value
+    except EnvError as error:
+        raise ConfigError(
+            f"{setting.name}={shown!r} is invalid: expected {setting.expected}"
+        ) from error
+    except ValueError as error:
+        raise ConfigError(f"{setting.name}={shown!r} is invalid: {error}") from error
+
+
+def read_env_file(env, env_file: Path | None) -> None:
+    if env_file is not None:
+        if not env_file.is_file():
+            raise UsageError(f"--env-file: no such file: {env_file}")
+        env.read_env(str(env_file), recurse=False, override=False)
+    elif default_env_file().is_file():
+        env.read_env(str(default_env_file()), recurse=False, override=False)
+
+
+def check_redis_url_parses(url: str) -> None:
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url)  # parses only: nothing connects
+    except ValueError as error:
+        raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {error}") from error
+
+
+def load_config(env_file: Path | None) -> Config:
+    """Read and validate every variable from the environment and the .env file."""
+    from environs import Env
+
+    env = Env()
+    read_env_file(env, env_file)
+    values = {name.lower(): read_setting(env, setting) for name, setting in SETTINGS.items()}
+    if (values["image_width"] is None) != (values["image_height"] is None):
+        missing = "IMAGE_HEIGHT" if values["image_height"] is None else "IMAGE_WIDTH"
+        raise ConfigError(
+            f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
+        )
+    check_redis_url_parses(values["redis_url"])
+    values["camera_name"] = values["camera_name"] or socket.gethostname()
+    values["lock_dir"] = Path(values["lock_dir"])
+    values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())
+    return Config(**values)

@@ -1,0 +1,163 @@
+"""Run guards: the watchdog that ends a hung run, stop signals, and the per-camera lock.
+
+One Guard per run is handed to whatever needs it: the camera and store steps name the step
+they are in, and the shot taken is held by the guard until Redis has it, so that every way
+a run can end (an error, a stop signal, the deadline) keeps it in the spool.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import Interrupted, LockError, SpoolError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .spool import Spool
+
+log = logging.getLogger("snap")
+
+CAMERA_STEPS = (
+    "opening the camera",
+    "starting the camera",
+    "waiting for exposure to settle",
+    "autofocus",
+    "capturing",
+    "closing the camera",
+)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# After the watchdog's own deadline, the kernel's SIGALRM ends a run whose timer thread
+# cannot run; after a stop signal, a run that swallowed the exception ends anyway.
+LAST_RESORT_SECONDS = 2
+
+
+class Guard:
+    """Ends a run still busy at its deadline, even when stuck in C code that no exception
+    reaches: a timer thread reports the step that hung, spools the shot held, and exits."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self.current_step = "starting"
+        self.unsaved: dict[str, Any] | None = None
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
+
+    def step(self, name: str) -> None:
+        self.current_step = name
+
+    def hold(self, fields: dict[str, Any]) -> None:
+        """The shot to spool if the run is cut short."""
+        with self.lock:
+            self.unsaved = fields
+
+    def release(self) -> None:
+        """Redis has the shot."""
+        with self.lock:
+            self.unsaved = None
+
+    def keep_unsaved(self) -> str:
+        """Spool the shot held, once, whoever gets here first; say where it is."""
+        with self.lock:
+            if self.unsaved is None:
+                return ""
+            # A stop signal now would cut the shot short on disk: it waits until the shot is safe.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                fields, self.unsaved = self.unsaved, None
+                self.spool.keep(fields)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return f"; kept in spool ({self.spool.summary()})"
+
+    def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
+        """Arm the deadline: after `seconds`, end the run with `reason` (default: the step)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = threading.Timer(seconds, self.expire, args=(seconds, reason, exit_code))
+        self.timer.daemon = True
+        self.timer.start()
+        signal.setitimer(signal.ITIMER_REAL, seconds + LAST_RESORT_SECONDS)
+
+    def expire(self, seconds: float, reason: str, exit_code: int) -> None:
+        step = self.current_step
+        if not exit_code:
+            exit_code = os.EX_UNAVAILABLE if step in CAMERA_STEPS else os.EX_TEMPFAIL
+        message = reason or f"run timed out after {seconds:g} s while {step}"
+        try:
+            message += self.keep_unsaved()
+        except SpoolError as error:
+            message += f"; the shot is lost: {error}"
+        log.error("error: %s", message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+    def stop_on_signal(self, signal_number: int, frame) -> None:
+        exit_code = 128 + signal_number
+        name = signal.Signals(signal_number).name
+        # If the main thread is stuck where this exception cannot reach, end the run anyway.
+        self.start(LAST_RESORT_SECONDS, f"stopped by {name}", exit_code)
+        raise Interrupted(f"stopped by {name}", exit_code)
+
+    def catch_stop_signals(self) -> None:
+        for number in STOP_SIGNALS:
+            signal.signal(number, self.stop_on_signal)
+
+
+class CameraLock:
+    """One run per camera: an flock the kernel releases if its holder dies."""
+
+    def __init__(self, config: Config):
+        self.path = config.lock_dir / f"snap-camera{config.camera_num}.lock"
+        self.timeout = config.lock_timeout
+        self.camera_num = config.camera_num
+        self.fd = -1
+
+    def open(self) -> int:
+        # Shared by every user who may take a shot, so created writable by all; an
+        # existing file is opened without O_CREAT, which sticky /run/lock would refuse.
+        try:
+            return os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            os.fchmod(fd, 0o666)
+            return fd
+        except PermissionError:
+            return os.open(self.path, os.O_RDONLY)
+
+    def __enter__(self) -> CameraLock:
+        try:
+            self.fd = self.open()
+        except OSError as error:
+            raise LockError(f"cannot open lock file {self.path}: {error.strerror}") from error
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockError(
+                        f"camera {self.camera_num} is still in use by another snap run "
+                        f"(pid {self.holder()}) after LOCK_TIMEOUT={self.timeout:g} s"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # opened read-only: locked all the same, only the pid goes unrecorded
+        return self
+
+    def holder(self) -> str:
+        return os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.fd)  # releases the flock

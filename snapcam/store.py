@@ -1,0 +1,185 @@
+"""Redis: the shot's hash, its key, and Redis's failures as one clean line each.
+
+A shot is the hash PREFIX:<unix seconds> (image_data, timestamp, mime_type, lux, camera and
+the CAMERA_METADATA fields), written with its TTL in one MULTI/EXEC, never over another.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .config import to_snake_case
+from .errors import ConfigError, RedisDenied, RedisUnavailable, SnapError
+from .masking import mask_url
+
+if TYPE_CHECKING:
+    from .camera import Shot
+    from .config import Config
+
+log = logging.getLogger("snap")
+
+MIME_TYPE = "image/jpeg"
+
+
+def flat_value(value: Any) -> Any:
+    """A metadata value as a Redis hash field: numbers stay numbers, tuples join."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(flat_value(item)) for item in value)
+    return value
+
+
+def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "image_data": shot.jpeg,
+        "timestamp": shot.timestamp,
+        "mime_type": MIME_TYPE,
+        "camera": config.camera_name,
+    }
+    lux = shot.metadata.get("Lux")
+    if isinstance(lux, (int, float)) and math.isfinite(lux):
+        fields["lux"] = int(lux)
+    else:
+        log.warning("warning: the camera reported no Lux; storing the shot without lux")
+    for name in config.camera_metadata:
+        if name in shot.metadata:
+            fields[to_snake_case(name)] = flat_value(shot.metadata[name])
+        else:
+            log.warning("warning: the camera reported no %s metadata", name)
+    return fields
+
+
+def redis_client(config: Config):
+    """A client for REDIS_URL that fails fast: no retries, bounded waits."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client_class = redis.RedisCluster if config.redis_cluster else redis.Redis
+    try:
+        # A cluster client connects here, to learn which node holds which keys.
+        return client_class.from_url(
+            config.redis_url,
+            socket_timeout=config.redis_timeout,
+            socket_connect_timeout=config.redis_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except redis_errors() as error:
+        raise redis_failure(error, config) from error
+
+
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What redis-py raises for a server or connection problem; the cluster client's own
+    exception is no RedisError."""
+    import redis
+    from redis.exceptions import RedisClusterException
+
+    return (redis.RedisError, RedisClusterException)
+
+
+def redis_failure(error: Exception, config: Config) -> SnapError:
+    """Translate a redis-py exception into one clean line, never echoing the command."""
+    import redis
+
+    # redis-py echoes the failed command, image bytes included, in the error itself;
+    # keep only the server's words so even a --verbose traceback stays clean.
+    reason = server_reason(error)
+    denied = isinstance(error, redis.exceptions.NoPermissionError) or "NOPERM" in reason
+    if reason == "EXEC without MULTI":  # the ACL refused MULTI; redis-py reports the EXEC
+        denied, reason = True, "this user has no permissions to run the 'multi' command"
+    error.args = (reason,)
+    where = mask_url(config.redis_url)
+    if isinstance(error, redis.exceptions.AskError):  # MOVED or ASK: a cluster node
+        return ConfigError(
+            f"Redis refused the write: {where} is a Redis Cluster node; set REDIS_CLUSTER=true"
+        )
+    if denied:
+        return RedisDenied(
+            f"Redis refused access at {where}: {server_reason(error)}; "
+            f"{permission_hint(server_reason(error), config)}"
+        )
+    if isinstance(error, redis.AuthenticationError):
+        return RedisDenied(f"Redis refused access at {where}: {server_reason(error)}")
+    if isinstance(error, redis.TimeoutError):
+        return RedisUnavailable(
+            f"Redis unreachable at {where} (timeout after {config.redis_timeout:g} s)"
+        )
+    if isinstance(error, redis.ConnectionError):
+        return RedisUnavailable(f"Redis unreachable at {where} ({server_reason(error)})")
+    if isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM" in server_reason(error):
+        return RedisUnavailable("Redis refused the write: out of memory (maxmemory reached)")
+    if isinstance(error, redis.exceptions.ReadOnlyError):
+        return RedisUnavailable(f"Redis refused the write: {where} is a read-only replica")
+    return RedisUnavailable(f"Redis refused the write: {server_reason(error)}")
+
+
+def permission_hint(reason: str, config: Config) -> str:
+    """What an ACL user lacks, as the ACL SETUSER rule that grants it."""
+    user = urlsplit(config.redis_url).username or "default"
+    command = re.search(r"run the '([\w|]+)' command", reason)
+    if command:
+        return f"grant it with: ACL SETUSER {user} +{command.group(1).lower()}"
+    return f"grant the keys with: ACL SETUSER {user} ~{config.image_key_prefix}:*"
+
+
+def server_reason(error: Exception) -> str:
+    """The server's own words, without redis-py's echo of the pipelined command."""
+    text = str(error.args[0]) if error.args else ""
+    first_line = text.rpartition("caused error: ")[2].split("\n")[0]
+    printable = "".join(ch if ch.isprintable() else "?" for ch in first_line)
+    return printable[:200] or type(error).__name__
+
+
+def candidate_keys(key_prefix: str, timestamp: int):
+    """PREFIX:T, then PREFIX:T-2, PREFIX:T-3, ... for shots taken in the same second."""
+    yield f"{key_prefix}:{timestamp}"
+    for number in range(2, 1000):
+        yield f"{key_prefix}:{timestamp}-{number}"
+
+
+def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
+    """Write the shot into a new hash, never into an existing one; return its key.
+
+    WATCH makes the check and the write atomic on the server: if another client
+    creates the key in between, EXEC fails and the next name is tried. HSET and
+    EXPIRE go in one MULTI/EXEC, so no shot is ever left without its TTL.
+    """
+    import redis
+
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            for key in candidate_keys(config.image_key_prefix, fields["timestamp"]):
+                try:
+                    pipe.watch(key)
+                    if pipe.exists(key):
+                        # reset(), not unwatch(): a cluster pipeline stays bound to the
+                        # watched key's slot until reset, and the next key has another.
+                        pipe.reset()
+                        continue
+                    pipe.multi()
+                    pipe.hset(key, mapping=fields)
+                    pipe.expire(key, ttl)
+                    pipe.execute()
+                    return key
+                except redis.WatchError:
+                    continue
+    except redis_errors() as error:
+        raise redis_failure(error, config) from error
+    raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
+
+
+def server_version(client, config: Config) -> str:
+
+    try:
+        client.ping()
+        server = client.info("server")
+    except redis_errors() as error:
+        raise redis_failure(error, config) from error
+    if "valkey_version" in server:
+        return f"Valkey {server['valkey_version']}"
+    return f"Redis {server.get('redis_version', 'unknown')}"

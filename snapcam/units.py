@@ -1,0 +1,254 @@
+"""systemd units: --install-timer renders the files in timers/ for this checkout.
+
+The files in timers/ are the units for the checkout the README installs (/home/pi/snap,
+run by its .venv's python as user pi, every minute); rendering replaces exactly those
+values, so no unit text is written twice. The package is byte-compiled too: the
+sandboxed service cannot write __pycache__, and would compile every module on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from .errors import PermissionRefused, SnapError, UnitWriteError, UsageError
+
+log = logging.getLogger("snap")
+
+PACKAGE_DIR = Path(__file__).absolute().parent
+CHECKOUT = PACKAGE_DIR.parent
+TIMERS = CHECKOUT / "timers"
+UNIT_DIR = Path("etc/systemd/system")
+DEFAULT_EVERY = "1min"
+SANDBOX = "sandbox.conf"
+UNIT_FILES = (
+    "snap.service",
+    "snap.timer",
+    "snap@.service",
+    "snap@.timer",
+    f"snap.service.d/{SANDBOX}",
+    f"snap@.service.d/{SANDBOX}",
+)
+# What the files in timers/ are written for.
+TEMPLATE_CHECKOUT = "/home/pi/snap"
+TEMPLATE_PYTHON = f"{TEMPLATE_CHECKOUT}/.venv/bin/python"
+TEMPLATE_USER = "pi"
+TEMPLATE_EVERY = "1min"
+# ProtectHome= hides these from the service.
+HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
+
+# Time span units as systemd.time(7) spells them, in seconds; a bare number is seconds.
+SPAN_UNITS = {
+    "": 1,
+    **dict.fromkeys(("us", "usec", "\u00b5s", "\u03bcs"), 1e-6),
+    **dict.fromkeys(("ms", "msec"), 1e-3),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * 86400),
+    **dict.fromkeys(("M", "month", "months"), 2629800),
+    **dict.fromkeys(("y", "year", "years"), 31557600),
+}
+SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([^\d\s.]*)\s*")
+
+
+def span_seconds(span: str) -> float | None:
+    """A systemd time span such as 30s or 1min 30s, in seconds; None if it is not one."""
+    seconds = 0.0
+    position = 0
+    while position < len(span):
+        part = SPAN_PART.match(span, position)
+        if part is None or part.group(2) not in SPAN_UNITS:
+            return None
+        seconds += float(part.group(1)) * SPAN_UNITS[part.group(2)]
+        position = part.end()
+    return seconds if position else None
+
+
+def check_interval(every: str) -> str:
+    seconds = span_seconds(every)
+    if seconds is None:
+        raise UsageError(
+            f"--every {every!r} is not a time span: expected e.g. 30s, 5min, 1h or 1min 30s"
+        )
+    if seconds < 1:
+        raise UsageError(f"--every {every!r} is too short: the shortest interval is 1s")
+    return every.strip()
+
+
+def install_root(args: argparse.Namespace) -> Path:
+    return args.root or Path("/")
+
+
+def service_user(args: argparse.Namespace) -> str:
+    """--user, else whoever ran sudo; never root, and known here when installing here."""
+    import pwd
+
+    user = args.user or os.environ.get("SUDO_USER", "")
+    if not user or user == "root":
+        raise UsageError("name the user who takes the photos (not root): --user NAME")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
+        raise UsageError(f"--user {user!r} is not a user name")
+    if install_root(args) == Path("/"):  # below another root the user may exist only there
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise UsageError(f"--user {user!r}: no such user") from None
+    return user
+
+
+def unit_path(path: Path) -> str:
+    """The path as a unit file can hold it: absolute, with no space, quote, % or $."""
+    if not path.is_absolute() or not re.fullmatch(r"[\w./+@,-]+", str(path)):
+        raise UsageError(
+            f"{path} cannot be written in a unit file: move the checkout to a path "
+            "of letters, digits and ._-/ only"
+        )
+    return str(path)
+
+
+def interpreter_dirs(python: Path) -> list[Path]:
+    """The venv the interpreter belongs to, and the installation it links to."""
+    return [python.parent.parent, python.resolve().parent.parent]
+
+
+def protect_home(needed: list[Path]) -> dict[str, list[str]]:
+    """ProtectHome= and the directories snap needs from under it, mounted back read-only."""
+    under_home = {path for path in needed if any(path.is_relative_to(home) for home in HOME_DIRS)}
+    outermost = sorted(
+        path
+        for path in under_home
+        if not any(path != other and path.is_relative_to(other) for other in under_home)
+    )
+    if not outermost:
+        return {"ProtectHome": ["yes"], "BindReadOnlyPaths": []}
+    return {
+        "ProtectHome": ["tmpfs"],
+        "BindReadOnlyPaths": [" ".join(unit_path(path) for path in outermost)],
+    }
+
+
+def set_values(text: str, values: dict[str, list[str]]) -> str:
+    """The unit text with each key's lines replaced by its values (none: the line goes)."""
+    lines = []
+    done = set()
+    for line in text.splitlines(keepends=True):
+        key = line.partition("=")[0]
+        if key not in values:
+            lines.append(line)
+        elif key not in done:
+            lines.extend(f"{key}={value}\n" for value in values[key])
+            done.add(key)
+    return "".join(lines)
+
+
+def render_units(app_dir: Path, python: Path, user: str, every: str) -> dict[str, str]:
+    """The text of each unit file, by its path below the unit directory."""
+    values = {
+        "User": [user],
+        "OnUnitActiveSec": [every],
+        **protect_home([app_dir, *interpreter_dirs(python)]),
+    }
+    units = {}
+    for name in UNIT_FILES:
+        text = (TIMERS / name).read_text()
+        text = text.replace(TEMPLATE_PYTHON, unit_path(python))
+        text = text.replace(TEMPLATE_CHECKOUT, unit_path(app_dir))
+        text = text.replace(f" every {TEMPLATE_EVERY}", f" every {every}")
+        units[name] = set_values(text, values)
+    return units
+
+
+def compile_package() -> None:
+    """Cached bytecode for every module, where the service will find it."""
+    if not compileall.compile_dir(str(PACKAGE_DIR), quiet=1):
+        log.warning("warning: could not byte-compile %s: every run will compile it", PACKAGE_DIR)
+
+
+def unit_file_error(error: OSError, doing: str) -> SnapError:
+    """The one line for a unit file that could not be written or removed."""
+    if isinstance(error, PermissionError):
+        return PermissionRefused(
+            f"cannot {doing} {error.filename}: permission denied; run it as root (sudo)"
+        )
+    return UnitWriteError(f"cannot {doing} {error.filename}: {error.strerror}")
+
+
+def systemctl(*arguments: str) -> None:
+    """Tell the running systemd; a failure is reported, not fatal: the files are in place."""
+    import subprocess
+
+    try:
+        subprocess.run(
+            ["systemctl", "--no-ask-password", *arguments],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = getattr(error, "stderr", "") or str(error)
+        log.warning("warning: systemctl %s failed: %s", " ".join(arguments), reason.strip())
+
+
+def install_timer(args: argparse.Namespace) -> int:
+    every = check_interval(DEFAULT_EVERY if args.every is None else args.every)
+    user = service_user(args)
+    units = render_units(CHECKOUT, Path(sys.executable), user, every)
+    unit_dir = install_root(args) / UNIT_DIR
+    try:
+        for name, text in units.items():
+            (unit_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (unit_dir / name).write_text(text)
+    except OSError as error:
+        raise unit_file_error(error, "write") from error
+    compile_package()
+    if install_root(args) == Path("/"):
+        systemctl("daemon-reload")
+    if not args.quiet:
+        print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
+        print("next: sudo systemctl enable --now snap.timer (or snap@0.timer snap@1.timer)")
+        print("      after reinstalling: sudo systemctl restart snap.timer")
+    return os.EX_OK
+
+
+def installed_files(unit_dir: Path) -> list[Path]:
+    """snap's unit files in unit_dir, and the links that enable its timers."""
+    wants = unit_dir / "timers.target.wants"
+    return [unit_dir / name for name in UNIT_FILES if os.path.lexists(unit_dir / name)] + [
+        wants / name for name in listing(wants) if re.fullmatch(r"snap(@[^/]+)?\.timer", name)
+    ]
+
+
+def listing(directory: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
+def uninstall_timer(args: argparse.Namespace) -> int:
+    unit_dir = install_root(args) / UNIT_DIR
+    try:
+        files = installed_files(unit_dir)
+        for path in files:
+            path.unlink()
+            if path.name == SANDBOX and not listing(path.parent):
+                path.parent.rmdir()
+    except OSError as error:
+        raise unit_file_error(error, "remove") from error
+    if install_root(args) == Path("/") and files:
+        enabled = [path.name for path in files if path.parent.name == "timers.target.wants"]
+        if enabled:  # still loaded until the reload; a shot already running is left to finish
+            systemctl("stop", *enabled)
+        systemctl("daemon-reload")
+    if not args.quiet:
+        removed = ", ".join(str(path.relative_to(unit_dir)) for path in files)
+        print(f"removed {removed} from {unit_dir}" if files else f"no snap units in {unit_dir}")
+    return os.EX_OK
