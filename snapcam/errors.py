@@ -34,35 +34,32 @@ class ConfigError(SnapError):
 
 
 class CameraError(SnapError):
+    """No camera, a busy one, or one that failed or hung."""
+
     exit_code = os.EX_UNAVAILABLE
 
 
-class OutputError(SnapError):
+class WriteError(SnapError):
+    """SPOOL_DIR, the --output file or a unit file cannot be written."""
+
     exit_code = os.EX_CANTCREAT
 
 
-class SpoolError(SnapError):
-    exit_code = os.EX_CANTCREAT
+class SpoolError(WriteError):
+    """The spool could not keep a shot."""
 
 
-class RedisUnavailable(SnapError):
+class TemporaryFailure(SnapError):
+    """Redis unavailable or refusing the write, or the camera still locked: the next run
+    may succeed."""
+
     exit_code = os.EX_TEMPFAIL
 
 
-class RedisDenied(SnapError):
-    exit_code = os.EX_NOPERM
-
-
-class LockError(SnapError):
-    exit_code = os.EX_TEMPFAIL  # the next run will find the camera free
-
-
 class PermissionRefused(SnapError):
+    """Redis authentication or ACL, or installing not as root."""
+
     exit_code = os.EX_NOPERM
-
-
-class UnitWriteError(SnapError):
-    exit_code = os.EX_CANTCREAT
 
 
 class Interrupted(BaseException):

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import Interrupted, LockError, SpoolError
+from .errors import Interrupted, SpoolError, TemporaryFailure
 
 if TYPE_CHECKING:
     from .config import Config
@@ -136,7 +136,9 @@ class CameraLock:
         try:
             self.fd = self.open()
         except OSError as error:
-            raise LockError(f"cannot open lock file {self.path}: {error.strerror}") from error
+            raise TemporaryFailure(
+                f"cannot open lock file {self.path}: {error.strerror}"
+            ) from error
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -144,7 +146,7 @@ class CameraLock:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LockError(
+                    raise TemporaryFailure(
                         f"camera {self.camera_num} is still in use by another snap run "
                         f"(pid {self.holder()}) after LOCK_TIMEOUT={self.timeout:g} s"
                     ) from None

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import camera, store
 from .config import Config
-from .errors import Interrupted, OutputError, SnapError, SpoolError
+from .errors import Interrupted, SnapError, SpoolError, WriteError
 from .guard import CameraLock, Guard
 
 log = logging.getLogger("snap")
@@ -26,7 +26,7 @@ def write_output(path, jpeg) -> None:
     try:
         path.write_bytes(jpeg)
     except OSError as error:
-        raise OutputError(f"--output: cannot write {path}: {error.strerror}") from error
+        raise WriteError(f"--output: cannot write {path}: {error.strerror}") from error
 
 
 def store_or_spool(config: Config, guard: Guard, fields: dict[str, Any]):
@@ -77,7 +77,7 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
     if args.output is not None:
         try:
             write_output(args.output, shot.jpeg)
-        except OutputError as error:
+        except WriteError as error:
             output_error = error
             log.error("error: %s", error)
     client, key = (None, None) if args.dry_run else store_or_spool(config, guard, fields)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .config import to_snake_case
-from .errors import ConfigError, RedisDenied, RedisUnavailable, SnapError
+from .errors import ConfigError, PermissionRefused, SnapError, TemporaryFailure
 from .masking import mask_url
 
 if TYPE_CHECKING:
@@ -99,23 +99,23 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
             f"Redis refused the write: {where} is a Redis Cluster node; set REDIS_CLUSTER=true"
         )
     if denied:
-        return RedisDenied(
+        return PermissionRefused(
             f"Redis refused access at {where}: {server_reason(error)}; "
             f"{permission_hint(server_reason(error), config)}"
         )
     if isinstance(error, redis.AuthenticationError):
-        return RedisDenied(f"Redis refused access at {where}: {server_reason(error)}")
+        return PermissionRefused(f"Redis refused access at {where}: {server_reason(error)}")
     if isinstance(error, redis.TimeoutError):
-        return RedisUnavailable(
+        return TemporaryFailure(
             f"Redis unreachable at {where} (timeout after {config.redis_timeout:g} s)"
         )
     if isinstance(error, redis.ConnectionError):
-        return RedisUnavailable(f"Redis unreachable at {where} ({server_reason(error)})")
+        return TemporaryFailure(f"Redis unreachable at {where} ({server_reason(error)})")
     if isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM" in server_reason(error):
-        return RedisUnavailable("Redis refused the write: out of memory (maxmemory reached)")
+        return TemporaryFailure("Redis refused the write: out of memory (maxmemory reached)")
     if isinstance(error, redis.exceptions.ReadOnlyError):
-        return RedisUnavailable(f"Redis refused the write: {where} is a read-only replica")
-    return RedisUnavailable(f"Redis refused the write: {server_reason(error)}")
+        return TemporaryFailure(f"Redis refused the write: {where} is a read-only replica")
+    return TemporaryFailure(f"Redis refused the write: {server_reason(error)}")
 
 
 def permission_hint(reason: str, config: Config) -> str:
@@ -170,7 +170,7 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
                     continue
     except redis_errors() as error:
         raise redis_failure(error, config) from error
-    raise RedisUnavailable(f"Redis refused the write: every key for {fields['timestamp']} is taken")
+    raise TemporaryFailure(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 
 def server_version(client, config: Config) -> str:

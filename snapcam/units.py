@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import PermissionRefused, SnapError, UnitWriteError, UsageError
+from .errors import PermissionRefused, SnapError, UsageError, WriteError
 
 log = logging.getLogger("snap")
 
@@ -177,7 +177,7 @@ def unit_file_error(error: OSError, doing: str) -> SnapError:
         return PermissionRefused(
             f"cannot {doing} {error.filename}: permission denied; run it as root (sudo)"
         )
-    return UnitWriteError(f"cannot {doing} {error.filename}: {error.strerror}")
+    return WriteError(f"cannot {doing} {error.filename}: {error.strerror}")
 
 
 def systemctl(*arguments: str) -> None:

@@ -14,7 +14,7 @@ from servers import make_certificates, start_cluster, start_tls_redis, start_val
 
 from snapcam import store
 from snapcam.config import load_config
-from snapcam.errors import RedisDenied, SnapError
+from snapcam.errors import PermissionRefused, SnapError
 
 # The README's lines, run here word for word.
 ACL_LINE = (
@@ -166,7 +166,7 @@ def test_acl_user_lacking_any_documented_command_is_told_to_grant_it(
     config = load_config(None)
     fields = {"image_data": b"\xff\xd8", "timestamp": 1700000000, "mime_type": "image/jpeg"}
 
-    with pytest.raises(RedisDenied, match=rf"ACL SETUSER garden \+{command}$"):
+    with pytest.raises(PermissionRefused, match=rf"ACL SETUSER garden \+{command}$"):
         client = store.redis_client(config)
         store.store(client, config, fields, 60)  # a shot
         store.server_version(client, config)  # --check
