@@ -17,7 +17,7 @@ README_MAX_LINES = 220
 
 def prose(document: Path) -> str:
     """The document without its fenced code blocks, where brackets are not links."""
-    return re.sub(r"^```.*?^```", "", document.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return re.sub(r"^ *```.*?^ *```", "", document.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
 def relative_links(document: Path) -> list[str]:
