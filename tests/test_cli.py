@@ -56,7 +56,10 @@ def test_help_does_not_import_the_camera_or_redis(run_snap):
 
 @pytest.mark.parametrize(
     ("document", "pattern"),
-    [("env.example", r"^#? ?([A-Z][A-Z_]+)="), ("README.md", r"^\| `([A-Z][A-Z_]+)` \|")],
+    [
+        ("env.example", r"^#? ?([A-Z][A-Z_]+)="),
+        ("docs/configuration.md", r"^\| `([A-Z][A-Z_]+)` \|"),
+    ],
 )
 def test_document_lists_the_same_variables_as_help(run_snap, document, pattern):
     help_text = run_snap("--help").stdout

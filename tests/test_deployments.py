@@ -16,7 +16,7 @@ from snapcam import store
 from snapcam.config import load_config
 from snapcam.errors import PermissionRefused, SnapError
 
-# The README's lines, run here word for word.
+# docs/deployments.md's lines, run here word for word.
 ACL_LINE = (
     "ACL SETUSER garden reset on >{password} ~image:garden:* "
     "+watch +exists +unwatch +multi +hset +expire +exec +ping +info"
@@ -125,7 +125,7 @@ def acl_redis(tmp_path_factory):
 
 @pytest.fixture
 def garden_user(acl_redis) -> str:
-    """The README's garden user; its REDIS_URL."""
+    """docs/deployments.md's garden user; its REDIS_URL."""
     admin = acl_redis.client()
     admin.flushall()
     set_user(admin, ACL_LINE.format(password=ACL_PASSWORD))
