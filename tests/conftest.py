@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from snapcam import config as snap_config
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CAMERA = ROOT / "tests" / "fake"
 
@@ -92,6 +94,28 @@ def start_redis(
 
 def password_of(args: tuple[str, ...]) -> str | None:
     return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """In-process code sees none of the developer's own settings: no variable snap reads is
+    inherited, and the .env beside snap.py is one the test writes (none by default)."""
+    for name in [*snap_config.SETTINGS, "STATE_DIRECTORY", "XDG_STATE_HOME"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(snap_config, "default_env_file", lambda: tmp_path / "checkout.env")
+
+
+@pytest.fixture
+def make_config(monkeypatch, tmp_path):
+    """load_config() in this process, with these variables: make_config(IMAGE_EXPIRY="60")."""
+
+    def load(**variables: str) -> snap_config.Config:
+        monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        return snap_config.load_config(None)
+
+    return load
 
 
 @pytest.fixture(scope="session")

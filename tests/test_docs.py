@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-import snap
+from snapcam.errors import EXIT_CODES
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -65,4 +65,4 @@ def test_failures_page_lists_the_exit_codes_of_snap():
 
     documented = [int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)]
 
-    assert documented == [code for code, _meaning in snap.EXIT_CODES]
+    assert documented == [code for code, _meaning in EXIT_CODES]

@@ -1,0 +1,104 @@
+"""The configuration module in-process: the settings table, validation, where values come from."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from snapcam import config
+from snapcam.errors import ConfigError
+
+# Captured before the clean_environment fixture points it at the test's own file.
+DEFAULT_ENV_FILE = config.default_env_file
+
+
+def test_every_setting_has_a_config_field_of_its_name():
+    fields = [field.name for field in dataclasses.fields(config.Config)]
+
+    assert fields == [name.lower() for name in config.SETTINGS]
+
+
+def test_unset_variables_take_the_defaults_of_the_table(make_config):
+    loaded = make_config()
+
+    for name, setting in config.SETTINGS.items():
+        if setting.default is not None:
+            assert str(getattr(loaded, name.lower())) == str(setting.default), name
+
+
+def test_empty_value_takes_the_default(make_config):
+    assert make_config(JPEG_QUALITY="").jpeg_quality == 90
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("JPEG_QUALITY", "96", "expected a whole number from 1 to 95"),
+        ("REDIS_TIMEOUT", "0", "expected a number of seconds greater than 0"),
+        ("SETTLE_TIMEOUT", "-1", "expected a number of seconds, 0 or more"),
+        ("CAMERA_HFLIP", "maybe", "expected true or false"),
+        ("IMAGE_KEY_PREFIX", "image:", "not ending in ':'"),
+        ("CAMERA_METADATA", "Lux", "Lux is already stored as lux"),
+        ("REDIS_URL", "http://localhost", "expected a redis://, rediss:// or unix:// URL"),
+    ],
+)
+def test_invalid_value_is_one_config_error_naming_the_variable(make_config, name, value, reason):
+    with pytest.raises(ConfigError) as error:
+        make_config(**{name: value})
+
+    assert str(error.value).startswith(f"{name}={value!r} is invalid: ")
+    assert reason in str(error.value)
+
+
+def test_password_in_an_invalid_url_is_masked(make_config):
+    with pytest.raises(ConfigError) as error:
+        make_config(REDIS_URL="http://user:hunter2@localhost")
+
+    assert "hunter2" not in str(error.value)
+
+
+def test_width_without_height_is_refused(make_config):
+    with pytest.raises(ConfigError, match="IMAGE_HEIGHT is not set"):
+        make_config(IMAGE_WIDTH="640")
+
+
+def test_metadata_names_become_a_tuple(make_config):
+    loaded = make_config(CAMERA_METADATA="ExposureTime, AnalogueGain")
+
+    assert loaded.camera_metadata == ("ExposureTime", "AnalogueGain")
+
+
+def test_environment_wins_over_the_env_file(make_config, tmp_path):
+    (tmp_path / "checkout.env").write_text("JPEG_QUALITY=50\nIMAGE_EXPIRY=60\n")
+
+    loaded = make_config(JPEG_QUALITY="70")
+
+    assert (loaded.jpeg_quality, loaded.image_expiry) == (70, 60)
+
+
+def test_default_env_file_is_the_one_beside_snap_py():
+    assert DEFAULT_ENV_FILE() == ROOT / ".env"
+
+
+def test_importing_the_configuration_loads_neither_redis_nor_picamera2():
+    code = (
+        "import sys, snapcam.config; "
+        "print(sorted({'redis', 'picamera2', 'environs'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout == "[]\n"
+
+
+def test_importing_snap_py_runs_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snap"], cwd=ROOT, capture_output=True, text=True
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
