@@ -10,6 +10,7 @@ import time
 import types
 
 import pytest
+from conftest import camera_events
 from PIL import Image
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake")
@@ -571,6 +572,150 @@ def test_hard_hang_dies_of_sigterm_without_a_handler():
     process.terminate()
     assert process.wait(timeout=10) == -signal.SIGTERM
     process.communicate()
+
+
+# Frame timing
+
+
+def frames_read_within(cam, seconds):
+    """How many frames a loop of capture_metadata() gets in `seconds` from now."""
+    began = time.monotonic()
+    frames = 0
+    while time.monotonic() - began < seconds:
+        cam.capture_metadata(wait=1)
+        frames += 1
+    return frames
+
+
+def test_frames_arrive_at_30_per_second_by_default(fake):
+    cam = started(fake)
+    assert 13 <= frames_read_within(cam, 0.5) <= 17
+
+
+def test_fake_camera_fps_sets_the_frame_rate(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_FPS", "10")
+    cam = started(fake)
+    assert 4 <= frames_read_within(cam, 0.5) <= 6
+
+
+def test_sensor_timestamps_are_one_frame_apart(fake):
+    cam = started(fake)
+    first, second = (cam.capture_metadata(wait=1)["SensorTimestamp"] for _ in range(2))
+    assert second - first == pytest.approx(1e9 / 30, abs=1e3)
+
+
+def test_frame_duration_follows_the_frame_rate(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_FPS", "20")
+    assert started(fake).capture_metadata(wait=1)["FrameDuration"] == 50000
+
+
+def test_a_late_caller_gets_the_next_frame_not_the_ones_it_missed(fake):
+    cam = started(fake)
+    first = cam.capture_metadata(wait=1)["SensorTimestamp"]
+    time.sleep(0.3)
+    called = time.monotonic_ns()
+    frame = cam.capture_metadata(wait=1)["SensorTimestamp"]
+    assert called < frame <= called + 1e9 / 30 + 1e6
+    assert frame - first > 0.3e9
+
+
+def test_start_takes_fake_camera_start_seconds(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_START_SECONDS", "0.3")
+    cam = fake.Picamera2()
+    cam.configure(cam.create_still_configuration(main=dict(SMALL)))
+    began = time.monotonic()
+    cam.start()
+    assert 0.3 <= time.monotonic() - began < 1
+
+
+def test_start_takes_no_time_by_default(fake):
+    began = time.monotonic()
+    started(fake)
+    assert time.monotonic() - began < 0.2
+
+
+def test_first_frame_comes_one_frame_after_start_returns(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_START_SECONDS", "0.3")
+    cam = started(fake)
+    returned = time.monotonic_ns()
+    frame = cam.capture_metadata(wait=1)["SensorTimestamp"]
+    assert returned < frame <= returned + 1e9 / 30
+
+
+def test_ae_state_converges_on_fake_camera_settled_frame(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_SETTLED_FRAME", "6")
+    cam = started(fake)
+    assert [cam.capture_metadata(wait=1)["AeState"] for _ in range(7)] == [1] * 5 + [2, 2]
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("FAKE_CAMERA_FPS", "0"),
+        ("FAKE_CAMERA_START_SECONDS", "soon"),
+        ("FAKE_CAMERA_SETTLED_FRAME", "4.5"),
+    ],
+)
+def test_bad_timing_values_are_rejected(fake, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        fake.Picamera2()
+
+
+def test_wait_shorter_than_the_next_frame_raises_the_timeout_error_after_the_wait(
+    fake, monkeypatch
+):
+    monkeypatch.setenv("FAKE_CAMERA_FPS", "1")
+    cam = started(fake)
+    began = time.monotonic()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        cam.capture_metadata(wait=0.2)
+    assert 0.2 <= time.monotonic() - began < 0.9
+
+
+def test_autofocus_cycle_takes_two_frames(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_FPS", "4")
+    cam = started(fake)
+    cam.capture_metadata(wait=1)  # just after a frame: the next two come in 0.25 and 0.5 s
+    with pytest.raises(concurrent.futures.TimeoutError):
+        cam.autofocus_cycle(wait=0.4)
+    cam.capture_metadata(wait=1)
+    assert cam.autofocus_cycle(wait=0.6) is True
+
+
+@pytest.mark.parametrize(
+    "variable, value, step",
+    [
+        ("FAKE_CAMERA_START_SECONDS", "60", "cam.start()"),
+        ("FAKE_CAMERA_FPS", "0.02", "cam.start(); cam.capture_metadata()"),  # every 50 s
+    ],
+)
+def test_waiting_for_the_camera_ends_when_a_signal_handler_raises(variable, value, step):
+    code = ALARM_RAISES + (
+        "signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
+        f"try:\n    {step}\nexcept KeyboardInterrupt:\n    print('interrupted')\n"
+    )
+    began = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=fake_env(**{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.stdout == "interrupted\n", run.stderr
+    assert 0.3 <= time.monotonic() - began < 10
+
+
+def test_snap_waiting_3_s_for_exposure_that_never_settles_logs_a_few_hundred_events_at_most(
+    run_snap, redis_db, camera_dir
+):
+    result = run_snap(SETTLE_TIMEOUT="3", FAKE_CAMERA_FAULTS="never-settle")
+
+    assert result.returncode == 0, result.stderr
+    events = camera_events(camera_dir)
+    assert 60 <= events.count("capture_metadata") <= 100  # about 30 frames a second
+    assert len(events) <= 200
 
 
 # The JPEG

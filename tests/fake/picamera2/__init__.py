@@ -20,6 +20,16 @@ Environment variables, read each time the fake is used:
   FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
+
+Timing, like a sensor streaming frames: start() takes FAKE_CAMERA_START_SECONDS, then frame n
+arrives n / FAKE_CAMERA_FPS seconds after start() returned. Each capture_metadata() and
+capture_file() gets the next frame to arrive after the call (frames nobody asks for are dropped,
+as with one buffer), and autofocus_cycle() takes two; a call whose frames would come later than
+its wait= allows raises TimeoutError once that wait is over. Sleeps happen in the calling thread,
+so signal handlers still run.
+  FAKE_CAMERA_FPS            frames per second (default 30)
+  FAKE_CAMERA_START_SECONDS  how long start() takes (default 0)
+  FAKE_CAMERA_SETTLED_FRAME  the frame on which AeState reaches 2, converged (default 4)
 """
 
 import atexit
@@ -28,6 +38,7 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import random
 import signal
@@ -72,7 +83,9 @@ if "before-0.3.27" in os.environ.get("FAKE_CAMERA_FAULTS", "").split(","):
     del CompletedRequest.FASTER_JPEG
 
 
-SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start()
+FPS = 30.0  # frames per second, unless FAKE_CAMERA_FPS says otherwise
+START_SECONDS = 0.0  # how long start() takes, unless FAKE_CAMERA_START_SECONDS says otherwise
+SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start(), by default
 
 _RPI_CONTROLS = {
     "AeConstraintMode": (0, 3, 0),
@@ -121,7 +134,6 @@ MODELS = {
         "sensor_format": "SRGGB10_CSI2P",
         "id": "/base/soc/i2c0mux/i2c@{bus}/imx708@1a",
         "rotation": 180,
-        "frame_duration": 69669,
         "controls": {**_RPI_CONTROLS, **_AF_CONTROLS},
     },
     "imx219": {
@@ -129,7 +141,6 @@ MODELS = {
         "sensor_format": "SBGGR10_CSI2P",
         "id": "/base/soc/i2c0mux/i2c@{bus}/imx219@10",
         "rotation": 180,
-        "frame_duration": 47183,
         "controls": _RPI_CONTROLS,
     },
     "uvc": {
@@ -137,7 +148,6 @@ MODELS = {
         "sensor_format": "MJPEG",
         "id": "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.{bus}:1.0-0c45:636d",
         "rotation": 0,
-        "frame_duration": 33333,
         "controls": _UVC_CONTROLS,
     },
 }
@@ -159,6 +169,31 @@ def _model_name():
     if name not in MODELS:
         raise ValueError(f"unknown FAKE_CAMERA_MODEL {name!r}; known: {sorted(MODELS)}")
     return name
+
+
+def _number(name, default, convert, low):
+    text = os.environ.get(name, "")
+    try:
+        value = convert(text) if text else default
+    except ValueError:
+        value = None
+    if value is None or not value >= low or math.isinf(value):
+        raise ValueError(f"{name}={text!r}: expected a number of at least {low}")
+    return value
+
+
+def _timing():
+    """Frames per second, seconds that start() takes, and the frame on which AE converges."""
+    fps = _number("FAKE_CAMERA_FPS", FPS, float, 0.001)
+    start_seconds = _number("FAKE_CAMERA_START_SECONDS", START_SECONDS, float, 0.0)
+    settled_frame = _number("FAKE_CAMERA_SETTLED_FRAME", SETTLED_FRAME, int, 1)
+    return fps, start_seconds, settled_frame
+
+
+def _sleep_until(when):
+    """Sleep until time.monotonic() reaches `when`; a signal handler that raises ends it."""
+    while (left := when - time.monotonic()) > 0:
+        time.sleep(left)
 
 
 def _log_event(line):
@@ -227,6 +262,7 @@ class Picamera2:
             tuning_file.flush()
             os.environ["LIBCAMERA_RPI_TUNING_FILE"] = tuning_file.name
         self._faults = _faults()
+        self._fps, self._start_seconds, self._settled_frame = _timing()
         cameras = _cameras(self._faults)
         if camera_num >= len(cameras) and "absent-old" in self._faults:
             raise IndexError("list index out of range")  # what picamera2 <= 0.3.36 raises
@@ -240,7 +276,6 @@ class Picamera2:
         self._id = info["Id"]
         model = MODELS[info["Model"]]
         self._usb = "/usb" in self._id
-        self._frame_duration = model["frame_duration"]
         self._ctrl_info = dict(model["controls"])
         width, height = model["resolution"]
         if "ScalerCrop" not in self._ctrl_info and not self._usb:
@@ -262,6 +297,7 @@ class Picamera2:
         self._controls = {}
         self._jobs = []
         self._frame = 0
+        self._clock = 0.0  # frame n arrives at self._clock + n / self._fps (time.monotonic)
         self._af_state = libcamera.controls.AfStateEnum.Idle
         self._af_scan_frames = 0
         self._lens_position = 1.0
@@ -487,8 +523,11 @@ class Picamera2:
         if show_preview is not None:
             self._event_loop = True
         if not self.started:
+            ready = time.monotonic() + self._start_seconds
+            _sleep_until(ready)
             self.started = True
             self._frame = 0
+            self._clock = ready
 
     def stop(self):
         _log_event("stop")
@@ -524,7 +563,8 @@ class Picamera2:
     def wait(self, job, timeout=None):
         return job.get_result(timeout=timeout)
 
-    def _dispatch(self, work, wait, signal_function, hangs=False):
+    def _dispatch(self, work, wait, signal_function, hangs=False, frames=1):
+        """Run `work`, which takes the next `frames` frames, as picamera2 runs a job."""
         if wait is None:
             wait = signal_function is None
         job = Job(signal_function)
@@ -533,6 +573,11 @@ class Picamera2:
                 job._hard_hang = _hang_hard
             self._jobs.append(job)
         else:
+            if wait is not True and wait:
+                deadline = time.monotonic() + wait
+                if self._next_frame_due(frames)[1] > deadline:
+                    _sleep_until(deadline)
+                    raise TimeoutError()
             try:
                 result = work()
             except Exception as e:
@@ -568,7 +613,8 @@ class Picamera2:
             self._next_frame()
             return self._af_state == states.Focused
 
-        return self._dispatch(cycle, wait, signal_function, hangs="af-hang" in self._faults)
+        hangs = "af-hang" in self._faults
+        return self._dispatch(cycle, wait, signal_function, hangs=hangs, frames=2)
 
     def capture_file(
         self, file_output, name="main", format=None, wait=None, signal_function=None, exif_data=None
@@ -582,13 +628,21 @@ class Picamera2:
 
         return self._dispatch(capture, wait, signal_function, hangs="hang-capture" in self._faults)
 
+    def _next_frame_due(self, ahead=1):
+        """The number and the time.monotonic() time of the `ahead`-th frame still to come."""
+        arrived = math.floor((time.monotonic() - self._clock) * self._fps)
+        number = max(self._frame, arrived) + ahead
+        return number, self._clock + number / self._fps
+
     def _next_frame(self):
-        self._frame += 1
-        now = time.monotonic_ns()
+        number, due = self._next_frame_due()
+        _sleep_until(due)
+        passed, self._frame = number - self._frame, number
+        timestamp = int(due * 1e9)
         if self._usb:
-            return {"SensorTimestamp": now}
-        settled = self._frame >= SETTLED_FRAME and "never-settle" not in self._faults
-        progress = 1.0 if settled else self._frame / SETTLED_FRAME
+            return {"SensorTimestamp": timestamp}
+        settled = self._frame >= self._settled_frame and "never-settle" not in self._faults
+        progress = 1.0 if settled else self._frame / self._settled_frame
         exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
         gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
         metadata = {
@@ -600,8 +654,8 @@ class Picamera2:
             "ColourGains": (2.05, 1.72),
             "ColourCorrectionMatrix": (1.72, -0.53, -0.19, -0.38, 1.66, -0.28, 0.02, -0.61, 1.59),
             "SensorBlackLevels": (4096, 4096, 4096, 4096),
-            "FrameDuration": self._frame_duration,
-            "SensorTimestamp": now,
+            "FrameDuration": round(1e6 / self._fps),
+            "SensorTimestamp": timestamp,
             "ScalerCrop": (0, 0) + self.sensor_resolution,
             "FocusFoM": 1200 + 10 * self._frame,
         }
@@ -613,17 +667,17 @@ class Picamera2:
         if "no-lux" in self._faults:
             del metadata["Lux"]
         if "AfMode" in self._ctrl_info:
-            self._advance_continuous_af()
+            self._advance_continuous_af(passed)
             metadata["AfState"] = int(self._af_state)
             metadata["AfPauseState"] = 0
             metadata["LensPosition"] = self._lens_position
         return metadata
 
-    def _advance_continuous_af(self):
+    def _advance_continuous_af(self, frames):
         states = libcamera.controls.AfStateEnum
         if self._af_scan_frames == 0 or "af-hang" in self._faults:
             return
-        self._af_scan_frames -= 1
+        self._af_scan_frames = max(0, self._af_scan_frames - frames)
         if self._af_scan_frames == 0:
             self._af_state = states.Failed if "af-fail" in self._faults else states.Focused
 
