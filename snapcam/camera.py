@@ -26,6 +26,7 @@ NO_CAMERA_HINT = (
     "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
 )
 BUSY_RETRY_SECONDS = 3.0
+UNREPORTED_SETTLE_FRAMES = 5
 
 
 @dataclass(frozen=True)
@@ -123,16 +124,26 @@ def cancel_pending(picam2) -> None:
         cancel()
 
 
+def exposure_settled(metadata: dict, frames: int) -> bool:
+    """Converged, as the camera reports it; a camera that reports no exposure state (USB
+    cameras) is taken as settled after a few frames."""
+    if "AeState" in metadata or "AeLocked" in metadata:
+        return metadata.get("AeState") == 2 or metadata.get("AeLocked") is True
+    return frames >= UNREPORTED_SETTLE_FRAMES
+
+
 def wait_for_exposure(picam2, timeout: float) -> bool:
-    """Read frames until auto-exposure has converged; False if it did not in time."""
+    """Read frames until auto-exposure has settled; False if it did not in time."""
     deadline = time.monotonic() + timeout
+    frames = 0
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             metadata = picam2.capture_metadata(wait=remaining)
         except concurrent.futures.TimeoutError:
             cancel_pending(picam2)
             return False
-        if metadata.get("AeState") == 2 or metadata.get("AeLocked") is True:
+        frames += 1
+        if exposure_settled(metadata, frames):
             return True
     return False
 

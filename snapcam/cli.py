@@ -17,6 +17,7 @@ from .guard import Guard
 from .masking import MaskingFilter, mask_url, url_password
 from .run import run_shot
 from .spool import Spool, size_text
+from .store import NO_LUX
 
 log = logging.getLogger("snap")
 
@@ -107,7 +108,7 @@ def report(args, result: dict) -> None:
         return
     if args.quiet:
         return
-    lux = "no lux" if result["lux"] is None else f"lux {result['lux']}"
+    lux = "no lux" if result["lux"] in (None, NO_LUX) else f"lux {result['lux']}"
     size = size_text(result["bytes"])
     if result["key"] is None:
         print(f"captured {size} ({lux}) in {result['seconds']:.1f} s; not stored (dry run)")

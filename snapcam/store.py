@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("snap")
 
 MIME_TYPE = "image/jpeg"
+# lux when the camera gives no reading (USB cameras): the front ends need a number.
+NO_LUX = -1
 
 
 def flat_value(value: Any) -> Any:
@@ -34,6 +36,13 @@ def flat_value(value: Any) -> Any:
     return value
 
 
+def lux_reading(metadata: dict) -> int:
+    lux = metadata.get("Lux")
+    if isinstance(lux, (int, float)) and not isinstance(lux, bool) and math.isfinite(lux):
+        return max(int(lux), 0)
+    return NO_LUX
+
+
 def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "image_data": shot.jpeg,
@@ -41,11 +50,9 @@ def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
         "mime_type": MIME_TYPE,
         "camera": config.camera_name,
     }
-    lux = shot.metadata.get("Lux")
-    if isinstance(lux, (int, float)) and math.isfinite(lux):
-        fields["lux"] = int(lux)
-    else:
-        log.warning("warning: the camera reported no Lux; storing the shot without lux")
+    fields["lux"] = lux_reading(shot.metadata)
+    if fields["lux"] == NO_LUX:
+        log.info("this camera gives no Lux reading: lux stored as %d", NO_LUX)
     for name in config.camera_metadata:
         if name in shot.metadata:
             fields[to_snake_case(name)] = flat_value(shot.metadata[name])
@@ -136,10 +143,11 @@ def server_reason(error: Exception) -> str:
 
 
 def candidate_keys(key_prefix: str, timestamp: int):
-    """PREFIX:T, then PREFIX:T-2, PREFIX:T-3, ... for shots taken in the same second."""
+    """PREFIX:T, then PREFIX:T.1, PREFIX:T.2, ... for shots taken in the same second: the id
+    stays a decimal number of seconds, as the front end dates a shot from it."""
     yield f"{key_prefix}:{timestamp}"
-    for number in range(2, 1000):
-        yield f"{key_prefix}:{timestamp}-{number}"
+    for number in range(1, 1000):
+        yield f"{key_prefix}:{timestamp}.{number}"
 
 
 def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from snapcam import config as snap_config
-
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CAMERA = ROOT / "tests" / "fake"
 
@@ -100,6 +98,8 @@ def password_of(args: tuple[str, ...]) -> str | None:
 def clean_environment(monkeypatch, tmp_path):
     """In-process code sees none of the developer's own settings: no variable snap reads is
     inherited, and the .env beside snap.py is one the test writes (none by default)."""
+    from snapcam import config as snap_config
+
     for name in [*snap_config.SETTINGS, "STATE_DIRECTORY", "XDG_STATE_HOME"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(snap_config, "default_env_file", lambda: tmp_path / "checkout.env")
@@ -108,8 +108,9 @@ def clean_environment(monkeypatch, tmp_path):
 @pytest.fixture
 def make_config(monkeypatch, tmp_path):
     """load_config() in this process, with these variables: make_config(IMAGE_EXPIRY="60")."""
+    from snapcam import config as snap_config
 
-    def load(**variables: str) -> snap_config.Config:
+    def load(**variables: str):
         monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
         for name, value in variables.items():
             monkeypatch.setenv(name, value)

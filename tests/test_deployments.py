@@ -141,7 +141,7 @@ def test_acl_user_of_its_prefix_stores_even_in_a_taken_second(run_snap, acl_redi
     result = run_snap("--json", REDIS_URL=garden_user, IMAGE_KEY_PREFIX="image:garden")
 
     shot = stored(admin, result)
-    assert json.loads(result.stdout)["key"].endswith("-2")
+    assert json.loads(result.stdout)["key"].endswith(".1")
     assert shot[b"image_data"][:2] == b"\xff\xd8"
 
 
@@ -261,7 +261,7 @@ def test_cluster_two_shots_in_a_taken_second_both_land(
 
     assert [run.returncode for run in runs] == [0, 0], outputs
     keys = [json.loads(stdout)["key"] for stdout, _ in outputs]
-    assert len(set(keys)) == 2 and all("-" in key for key in keys)
+    assert len(set(keys)) == 2 and all("." in key for key in keys)
     assert all(cluster_db.hget(key, "image_data") == big_jpeg.read_bytes() for key in keys)
     assert cluster_db.hget(f"image:{now}", "mime_type") == b"other"
 

@@ -456,7 +456,7 @@ def test_shot_in_an_already_used_second_gets_its_own_key(run_snap, redis_db):
     assert result.returncode == 0, result.stderr
     key = json.loads(result.stdout)["key"]
     timestamp = json.loads(result.stdout)["timestamp"]
-    assert key == f"image:{timestamp}-2"
+    assert key == f"image:{timestamp}.1"
     assert redis_db.hget(f"image:{timestamp}", "mime_type") == b"other"
     assert b"image_data" not in redis_db.hgetall(f"image:{timestamp}")
     assert int(redis_db.hget(key, "timestamp")) == timestamp
@@ -481,7 +481,7 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
 
     assert len(set(keys)) == 8
     assert sorted(keys) == sorted(
-        ["image:1700000000"] + [f"image:1700000000-{n}" for n in range(2, 9)]
+        ["image:1700000000"] + [f"image:1700000000.{n}" for n in range(1, 8)]
     )
     stored = {redis_db.hget(key, "image_data") for key in keys}
     assert stored == {shot["image_data"] for shot in fields}

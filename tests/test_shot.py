@@ -207,20 +207,21 @@ def test_metadata_the_camera_lacks_is_left_out_with_a_warning(run_snap, redis_db
     assert "SensorTemperature" in result.stderr
 
 
-def test_camera_without_lux_stores_no_lux_field_and_warns(run_snap, redis_db):
+def test_camera_without_lux_stores_lux_minus_one_and_says_so_once(run_snap, redis_db):
     result = run_snap(FAKE_CAMERA_MODEL="uvc")
 
     assert result.returncode == 0, result.stderr
-    assert b"lux" not in redis_db.hgetall(only_key(redis_db))
-    assert "no Lux" in result.stderr
+    assert redis_db.hget(only_key(redis_db), "lux") == b"-1"
+    assert result.stderr.count("no Lux reading") == 1
+    assert "warning" not in result.stderr
     assert "no lux" in result.stdout
 
 
-def test_no_lux_fault_stores_no_lux_field(run_snap, redis_db):
+def test_no_lux_fault_stores_lux_minus_one(run_snap, redis_db):
     result = run_snap(FAKE_CAMERA_FAULTS="no-lux")
 
     assert result.returncode == 0, result.stderr
-    assert b"lux" not in redis_db.hgetall(only_key(redis_db))
+    assert redis_db.hget(only_key(redis_db), "lux") == b"-1"
 
 
 def test_camera_is_opened_configured_started_and_closed(run_snap, redis_db, camera_dir):
