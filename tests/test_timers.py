@@ -271,6 +271,35 @@ def test_installed_service_exposure_is_at_most_2(units, name):
     assert result.returncode == 0, result.stdout.splitlines()[-1]
 
 
+def test_install_caches_the_bytecode_of_every_module(tmp_path, root):
+    snap = make_app(tmp_path / "copied", copy=True)
+    package = snap.parent / "snapcam"
+
+    # PYTHONDONTWRITEBYTECODE: no module is cached by being imported, only by the install.
+    result = run(
+        [sys.executable, str(snap), "--install-timer", "--root", str(root), "--user", "pi"],
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+
+    assert result.returncode == 0, result.stderr
+    cached = {path.name.split(".")[0] for path in (package / "__pycache__").glob("*.pyc")}
+    assert cached == {path.stem for path in package.glob("*.py")}
+
+
+def test_sandbox_directives_stand_in_one_file_of_the_tree():
+    skipped = ("docs", "tests", ".venv", ".git")
+    holders = [
+        path.relative_to(ROOT)
+        for path in ROOT.rglob("*")
+        if path.is_file()
+        and not path.is_symlink()
+        and path.relative_to(ROOT).parts[0] not in skipped
+        and "NoNewPrivileges=" in path.read_text(errors="replace")
+    ]
+
+    assert holders == [Path("timers/snap.service.d/sandbox.conf")]
+
+
 def test_install_prints_the_command_that_starts_the_timer(checkout, root):
     result = install(checkout, root, "--user", "pi")
 
