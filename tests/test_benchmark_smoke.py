@@ -19,7 +19,10 @@ def test_benchmark_runs_and_prints_its_table():
     assert "| case | snap.py | floor | ratio | target |" in result.stdout
     for row in (
         "| shot 1.0 MB: wall |",
+        "| shot 1.0 MB: CPU |",
         "| shot 1.0 MB: peak RSS |",
+        "| Redis unreachable, shot spooled: wall",
+        "| no camera: wall",
         "| --help: wall",
         "| --check",
     ):
