@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, camera, store, units
+from . import __version__, camera, logs, store, units
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
@@ -40,7 +40,7 @@ def shown_default(value: Any) -> str:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(os.EX_USAGE, f"snap: error: {message} (see --help)\n")
+        self.exit(os.EX_USAGE, logs.format_line(logging.ERROR, f"{message} (see --help)") + "\n")
 
 
 def build_parser() -> Parser:
@@ -90,7 +90,7 @@ def build_parser() -> Parser:
 
 def setup_logging(args: argparse.Namespace) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("snap: %(message)s"))
+    handler.setFormatter(logs.LineFormatter(logs.destination(sys.stderr)))
     log.addHandler(handler)
     log.propagate = False
     log.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO)
@@ -127,7 +127,7 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
         version = store.server_version(store.redis_client(config), config)
         print(f"redis: ok ({mask_url(config.redis_url)}, {version})")
     except SnapError as error:
-        print(f"redis: FAILED: {error}")
+        print(f"redis: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
         cameras = camera.detected_cameras(camera.import_picamera2(verbose))
@@ -137,12 +137,12 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
             raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
         print(f"camera: ok (CAMERA_NUM {config.camera_num})")
     except SnapError as error:
-        print(f"camera: FAILED: {error}")
+        print(f"camera: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
         print(f"spool: ok ({config.spool_dir}, {spool.state()})")
     except SnapError as error:
-        print(f"spool: FAILED: {error}")
+        print(f"spool: FAILED: {error.line()}")
         failures.append(error.exit_code)
     return failures[0] if failures else os.EX_OK
 
@@ -170,16 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(config, spool, args.verbose)
         return run_shot(config, guard, args, report)
     except SnapError as error:
-        log.error("error: %s", error, exc_info=args.verbose)
+        log.error("%s", error.line(), exc_info=args.verbose)
         return error.exit_code
     except Interrupted as stop:
-        log.error("error: %s", stop)
+        log.error("%s", stop)
         return stop.exit_code
     except KeyboardInterrupt:
-        log.error("error: interrupted")
+        log.error("interrupted")
         return 130
     except Exception as error:  # a bug: still one line, unless --verbose
-        log.error("error: unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
+        log.error("unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
         return os.EX_SOFTWARE
     finally:
         log.removeHandler(handler)

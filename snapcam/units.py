@@ -168,7 +168,7 @@ def render_units(app_dir: Path, python: Path, user: str, every: str) -> dict[str
 def compile_package() -> None:
     """Cached bytecode for every module, where the service will find it."""
     if not compileall.compile_dir(str(PACKAGE_DIR), quiet=1):
-        log.warning("warning: could not byte-compile %s: every run will compile it", PACKAGE_DIR)
+        log.warning("could not byte-compile %s: every run will compile it", PACKAGE_DIR)
 
 
 def unit_file_error(error: OSError, doing: str) -> SnapError:
@@ -194,7 +194,7 @@ def systemctl(*arguments: str) -> None:
         )
     except (OSError, subprocess.CalledProcessError) as error:
         reason = getattr(error, "stderr", "") or str(error)
-        log.warning("warning: systemctl %s failed: %s", " ".join(arguments), reason.strip())
+        log.warning("systemctl %s failed: %s", " ".join(arguments), reason.strip())
 
 
 def install_timer(args: argparse.Namespace) -> int:
