@@ -15,7 +15,7 @@ EXIT_CODES = (
         "Redis unavailable or refused the write (shot spooled), or camera still locked",
     ),
     (os.EX_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
-    (os.EX_CONFIG, "invalid configuration"),
+    (os.EX_CONFIG, "invalid configuration, or a python the timer could not run snap with"),
 )
 
 

@@ -218,6 +218,14 @@ def make_app(directory: Path, copy: bool = False) -> Path:
     return directory / "snap.py"
 
 
+def make_venv(app: Path, python: str, paths: list[str]) -> Path:
+    """A .venv in the checkout, of python, that also sees paths (as a .pth file)."""
+    subprocess.run([python, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
+    [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
+    (site_packages / "snap-tests.pth").write_text("\n".join(paths) + "\n")
+    return app / ".venv" / "bin" / "python"
+
+
 @pytest.fixture
 def snap_app(tmp_path) -> Path:
     """snap.py in a checkout of its own, so the .env next to it is the test's own."""
