@@ -21,6 +21,9 @@ from .store import NO_LUX
 
 log = logging.getLogger("snap")
 
+# A run ended by a signal exits 128 plus its number, as shells and systemd expect.
+SIGNAL_EXITS = "  129, 130, 143  stopped by SIGHUP, SIGINT (Ctrl-C) or SIGTERM"
+
 
 def reject_timer_options(args: argparse.Namespace) -> None:
     for flag, value in (("--every", args.every), ("--user", args.user), ("--root", args.root)):
@@ -53,7 +56,7 @@ def build_parser() -> Parser:
         description="Take one photo with the Raspberry Pi camera and store it in Redis.",
         epilog=(
             "environment variables (also read from the .env file next to snap.py):\n"
-            f"{variables}\n\nexit codes:\n{codes}"
+            f"{variables}\n\nexit codes:\n{codes}\n{SIGNAL_EXITS}"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,7 +72,8 @@ def build_parser() -> Parser:
     mode.add_argument(
         "--install-timer",
         action="store_true",
-        help="install snap.service and snap.timer for this checkout (as root)",
+        help="install the units snap.service, snap.timer, snap@.service and snap@.timer "
+        "for this checkout (as root)",
     )
     mode.add_argument(
         "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"

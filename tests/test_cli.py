@@ -46,6 +46,19 @@ def test_help_lists_every_variable_and_exit_code(run_snap):
         assert re.search(rf"^  {code} ", result.stdout, re.MULTILINE), code
 
 
+def test_help_names_the_units_it_installs(run_snap):
+    help_text = " ".join(run_snap("--help").stdout.split())
+
+    for unit in ("snap.service", "snap.timer", "snap@.service", "snap@.timer"):
+        assert f"{unit}" in help_text, unit
+
+
+def test_help_lists_the_exit_codes_of_a_run_stopped_by_a_signal(run_snap):
+    result = run_snap("--help")
+
+    assert re.search(r"^  129, 130, 143  stopped by SIGHUP, SIGINT .+ SIGTERM", result.stdout, re.M)
+
+
 def test_help_does_not_import_the_camera_or_redis(run_snap):
     result = run_snap("--help", PYTHONVERBOSE="1")
 
