@@ -4,11 +4,15 @@
 Run it from a systemd timer or cron for a photo every N seconds. Each shot is a
 Redis hash PREFIX:<unix seconds> holding image_data, timestamp, mime_type and lux,
 expiring after IMAGE_EXPIRY seconds. The code is the snapcam package beside this file.
+Any python3 can run it: without snap's packages it runs itself with the .venv beside it.
 """
 
 import sys
 
 if __name__ == "__main__":
+    from snapcam.launch import ensure_dependencies
+
+    ensure_dependencies()  # or hand over to the checkout's .venv, or exit 69
     from snapcam.cli import main
 
     sys.exit(main(sys.argv[1:]))

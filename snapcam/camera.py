@@ -25,6 +25,7 @@ log = logging.getLogger("snap")
 NO_CAMERA_HINT = (
     "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
 )
+HUNG_NEXT_STEP = "check the ribbon cable and run: rpicam-hello --list-cameras"
 BUSY_RETRY_SECONDS = 3.0
 UNREPORTED_SETTLE_FRAMES = 5
 
@@ -150,16 +151,16 @@ def wait_for_exposure(picam2, timeout: float) -> bool:
 
 def autofocus(picam2, timeout: float) -> None:
     if "AfMode" not in picam2.camera_controls:
-        log.warning("warning: this camera has no autofocus; capturing without it")
+        log.warning("this camera has no autofocus; capturing without it")
         return
     try:
         focused = picam2.autofocus_cycle(wait=timeout)
     except concurrent.futures.TimeoutError:
         cancel_pending(picam2)
-        log.warning("warning: autofocus did not finish within %g s; capturing anyway", timeout)
+        log.warning("autofocus did not finish within %g s; capturing anyway", timeout)
         return
     if not focused:
-        log.warning("warning: autofocus failed; capturing anyway")
+        log.warning("autofocus failed; capturing anyway")
 
 
 def capture(picam2, timeout: float) -> Shot:
@@ -167,7 +168,9 @@ def capture(picam2, timeout: float) -> Shot:
     try:
         metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
     except concurrent.futures.TimeoutError as error:
-        raise CameraError(f"camera hung: no picture within {timeout:g} s") from error
+        raise CameraError(
+            f"camera hung: no picture within {timeout:g} s", HUNG_NEXT_STEP
+        ) from error
     # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
     return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
 
@@ -184,7 +187,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
             guard.step("waiting for exposure to settle")
             if not wait_for_exposure(picam2, config.settle_timeout):
                 log.warning(
-                    "warning: exposure did not settle within %g s; capturing anyway",
+                    "exposure did not settle within %g s; capturing anyway",
                     config.settle_timeout,
                 )
         if config.camera_autofocus:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, camera, store, units
+from . import __version__, camera, logs, store, units
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
@@ -20,6 +20,9 @@ from .spool import Spool, size_text
 from .store import NO_LUX
 
 log = logging.getLogger("snap")
+
+# A run ended by a signal exits 128 plus its number, as shells and systemd expect.
+SIGNAL_EXITS = "  129, 130, 143  stopped by SIGHUP, SIGINT (Ctrl-C) or SIGTERM"
 
 
 def reject_timer_options(args: argparse.Namespace) -> None:
@@ -40,7 +43,7 @@ def shown_default(value: Any) -> str:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(os.EX_USAGE, f"snap: error: {message} (see --help)\n")
+        self.exit(os.EX_USAGE, logs.format_line(logging.ERROR, f"{message} (see --help)") + "\n")
 
 
 def build_parser() -> Parser:
@@ -53,7 +56,7 @@ def build_parser() -> Parser:
         description="Take one photo with the Raspberry Pi camera and store it in Redis.",
         epilog=(
             "environment variables (also read from the .env file next to snap.py):\n"
-            f"{variables}\n\nexit codes:\n{codes}"
+            f"{variables}\n\nexit codes:\n{codes}\n{SIGNAL_EXITS}"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,7 +72,8 @@ def build_parser() -> Parser:
     mode.add_argument(
         "--install-timer",
         action="store_true",
-        help="install snap.service and snap.timer for this checkout (as root)",
+        help="install the units snap.service, snap.timer, snap@.service and snap@.timer "
+        "for this checkout (as root)",
     )
     mode.add_argument(
         "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"
@@ -90,7 +94,7 @@ def build_parser() -> Parser:
 
 def setup_logging(args: argparse.Namespace) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("snap: %(message)s"))
+    handler.setFormatter(logs.LineFormatter(logs.destination(sys.stderr)))
     log.addHandler(handler)
     log.propagate = False
     log.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO)
@@ -127,7 +131,7 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
         version = store.server_version(store.redis_client(config), config)
         print(f"redis: ok ({mask_url(config.redis_url)}, {version})")
     except SnapError as error:
-        print(f"redis: FAILED: {error}")
+        print(f"redis: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
         cameras = camera.detected_cameras(camera.import_picamera2(verbose))
@@ -137,12 +141,12 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
             raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
         print(f"camera: ok (CAMERA_NUM {config.camera_num})")
     except SnapError as error:
-        print(f"camera: FAILED: {error}")
+        print(f"camera: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
         print(f"spool: ok ({config.spool_dir}, {spool.state()})")
     except SnapError as error:
-        print(f"spool: FAILED: {error}")
+        print(f"spool: FAILED: {error.line()}")
         failures.append(error.exit_code)
     return failures[0] if failures else os.EX_OK
 
@@ -170,16 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(config, spool, args.verbose)
         return run_shot(config, guard, args, report)
     except SnapError as error:
-        log.error("error: %s", error, exc_info=args.verbose)
+        log.error("%s", error.line(), exc_info=args.verbose)
         return error.exit_code
     except Interrupted as stop:
-        log.error("error: %s", stop)
+        log.error("%s", stop)
         return stop.exit_code
     except KeyboardInterrupt:
-        log.error("error: interrupted")
+        log.error("interrupted")
         return 130
     except Exception as error:  # a bug: still one line, unless --verbose
-        log.error("error: unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
+        log.error("unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
         return os.EX_SOFTWARE
     finally:
         log.removeHandler(handler)

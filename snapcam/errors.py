@@ -15,14 +15,22 @@ EXIT_CODES = (
         "Redis unavailable or refused the write (shot spooled), or camera still locked",
     ),
     (os.EX_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
-    (os.EX_CONFIG, "invalid configuration"),
+    (os.EX_CONFIG, "invalid configuration, or a python the timer could not run snap with"),
 )
 
 
 class SnapError(Exception):
-    """A failure reported as one line and an exit code."""
+    """A failure reported as one line and an exit code; the line ends with next_step, what
+    to do about it, when there is one."""
 
     exit_code = os.EX_SOFTWARE
+
+    def __init__(self, message: str, next_step: str = ""):
+        super().__init__(message)
+        self.next_step = next_step
+
+    def line(self) -> str:
+        return f"{self}; {self.next_step}" if self.next_step else str(self)
 
 
 class UsageError(SnapError):

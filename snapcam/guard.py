@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .camera import HUNG_NEXT_STEP
 from .errors import Interrupted, SpoolError, TemporaryFailure
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ class Guard:
             message += self.keep_unsaved()
         except SpoolError as error:
             message += f"; the shot is lost: {error}"
-        log.error("error: %s", message)
+        if not reason and step in CAMERA_STEPS:
+            message += f"; {HUNG_NEXT_STEP}"
+        log.error("%s", message)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exit_code)

@@ -41,7 +41,7 @@ def store_or_spool(config: Config, guard: Guard, fields: dict[str, Any]):
             kept = guard.keep_unsaved()
         except SpoolError as spool_error:
             raise SpoolError(f"not stored: {error}; the shot is lost: {spool_error}") from error
-        raise type(error)(f"not stored: {error}{kept}") from error
+        raise type(error)(f"not stored: {error}{kept}", error.next_step) from error
     except Interrupted as stop:
         raise Interrupted(f"{stop}{guard.keep_unsaved()}", stop.exit_code) from stop
     guard.release()
@@ -61,7 +61,7 @@ def deliver_backlog(client, config: Config, guard: Guard) -> None:
                     SPOOL_DELIVERY_MAX_SECONDS,
                 )
     except SnapError as error:
-        log.warning("warning: spool delivery stopped: %s; %s left", error, spool.summary())
+        log.warning("spool delivery stopped: %s; %s left", error, spool.summary())
 
 
 def run_shot(config: Config, guard: Guard, args, report) -> int:
@@ -79,7 +79,7 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
             write_output(args.output, shot.jpeg)
         except WriteError as error:
             output_error = error
-            log.error("error: %s", error)
+            log.error("%s", error)
     client, key = (None, None) if args.dry_run else store_or_spool(config, guard, fields)
     report(
         args,

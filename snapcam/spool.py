@@ -170,7 +170,7 @@ class Spool:
             total -= entry.size
             self.remove(entry)
             log.warning(
-                "warning: spool over SPOOL_MAX_MB=%d: dropped the shot taken %s (%s)",
+                "spool over SPOOL_MAX_MB=%d: dropped the shot taken %s (%s)",
                 self.max_bytes // 1_000_000,
                 shot_time(entry.timestamp),
                 entry.jpeg_path.name,
@@ -207,7 +207,7 @@ class Spool:
             except ValueError:
                 entry.fields_path.rename(entry.fields_path.with_suffix(".json.unreadable"))
                 log.warning(
-                    "warning: the fields of spooled shot %s are unreadable: set aside, JPEG kept",
+                    "the fields of spooled shot %s are unreadable: set aside, JPEG kept",
                     entry.jpeg_path.name,
                 )
                 continue

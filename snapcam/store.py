@@ -10,7 +10,7 @@ import logging
 import math
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .config import to_snake_case
 from .errors import ConfigError, PermissionRefused, SnapError, TemporaryFailure
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("snap")
 
 MIME_TYPE = "image/jpeg"
+# REDIS_URL's TLS files as redis-cli's options.
+REDIS_CLI_TLS_FILES = {"ssl_ca_certs": "--cacert", "ssl_certfile": "--cert", "ssl_keyfile": "--key"}
 # lux when the camera gives no reading (USB cameras): the front ends need a number.
 NO_LUX = -1
 
@@ -57,7 +59,7 @@ def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
         if name in shot.metadata:
             fields[to_snake_case(name)] = flat_value(shot.metadata[name])
         else:
-            log.warning("warning: the camera reported no %s metadata", name)
+            log.warning("the camera reported no %s metadata", name)
     return fields
 
 
@@ -114,15 +116,33 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
         return PermissionRefused(f"Redis refused access at {where}: {server_reason(error)}")
     if isinstance(error, redis.TimeoutError):
         return TemporaryFailure(
-            f"Redis unreachable at {where} (timeout after {config.redis_timeout:g} s)"
+            f"Redis unreachable at {where} (timeout after {config.redis_timeout:g} s)",
+            f"check that Redis runs: {ping_command(config.redis_url)}",
         )
     if isinstance(error, redis.ConnectionError):
-        return TemporaryFailure(f"Redis unreachable at {where} ({server_reason(error)})")
+        return TemporaryFailure(
+            f"Redis unreachable at {where} ({server_reason(error)})",
+            f"check that Redis runs: {ping_command(config.redis_url)}",
+        )
     if isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM" in server_reason(error):
         return TemporaryFailure("Redis refused the write: out of memory (maxmemory reached)")
     if isinstance(error, redis.exceptions.ReadOnlyError):
         return TemporaryFailure(f"Redis refused the write: {where} is a read-only replica")
     return TemporaryFailure(f"Redis refused the write: {server_reason(error)}")
+
+
+def ping_command(url: str) -> str:
+    """The redis-cli command that asks the Redis at url for a PONG; no password in it."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"redis-cli -s {parts.path} ping"
+    query = dict(parse_qsl(parts.query))
+    tls_files = "".join(
+        f" {option} {query[name]}"
+        for name, option in REDIS_CLI_TLS_FILES.items()
+        if query.get(name)
+    )
+    return f"redis-cli -u {mask_url(urlunsplit(parts._replace(query='')))}{tls_files} ping"
 
 
 def permission_hint(reason: str, config: Config) -> str:

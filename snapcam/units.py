@@ -4,6 +4,8 @@ The files in timers/ are the units for the checkout the README installs (/home/p
 run by its .venv's python as user pi, every minute); rendering replaces exactly those
 values, so no unit text is written twice. The package is byte-compiled too: the
 sandboxed service cannot write __pycache__, and would compile every module on every run.
+Nothing is written for a service that could not run: a python that cannot import snap's
+packages, the user nobody, or a checkout the service's private /tmp hides.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import argparse
 import compileall
 import logging
 import os
+import platform
 import re
 import sys
 from pathlib import Path
 
-from .errors import PermissionRefused, SnapError, UsageError, WriteError
+from .errors import ConfigError, PermissionRefused, SnapError, UsageError, WriteError
 
 log = logging.getLogger("snap")
 
@@ -39,8 +42,28 @@ TEMPLATE_CHECKOUT = "/home/pi/snap"
 TEMPLATE_PYTHON = f"{TEMPLATE_CHECKOUT}/.venv/bin/python"
 TEMPLATE_USER = "pi"
 TEMPLATE_EVERY = "1min"
-# ProtectHome= hides these from the service.
+# ProtectHome= hides these from the service, and PrivateTmp= these.
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
+TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
+# What the service's python must import; on a Pi (these machines) picamera2 too.
+REQUIRED_MODULES = ("redis", "environs")
+PI_MACHINES = ("aarch64", "armv7l", "armv6l")
+# systemd warns that a service run as nobody (the overflow user, 65534) is unsafe.
+NOBODY_UID = 65534
+VENV_HINT = (
+    "make the checkout's .venv as the README does: python3 -m venv --system-site-packages "
+    ".venv && .venv/bin/pip install -r requirements.txt"
+)
+IMPORT_CHECK = """
+import importlib, sys
+missing = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        missing.append(name)
+print(" ".join(missing))
+"""
 
 # Time span units as systemd.time(7) spells them, in seconds; a bare number is seconds.
 SPAN_UNITS = {
@@ -95,12 +118,69 @@ def service_user(args: argparse.Namespace) -> str:
         raise UsageError("name the user who takes the photos (not root): --user NAME")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
         raise UsageError(f"--user {user!r} is not a user name")
+    uid = None
     if install_root(args) == Path("/"):  # below another root the user may exist only there
         try:
-            pwd.getpwnam(user)
+            uid = pwd.getpwnam(user).pw_uid
         except KeyError:
             raise UsageError(f"--user {user!r}: no such user") from None
+    if user == "nobody" or uid == NOBODY_UID:
+        raise UsageError(
+            f"--user {user}: systemd calls a service run as nobody unsafe; "
+            "name the user who takes the photos: --user NAME"
+        )
     return user
+
+
+def service_python() -> Path:
+    """The checkout's .venv python if there is one, else the python running this."""
+    venv_python = CHECKOUT / ".venv" / "bin" / "python"
+    return venv_python if os.access(venv_python, os.X_OK) else Path(sys.executable)
+
+
+def required_modules(machine: str) -> tuple[str, ...]:
+    return REQUIRED_MODULES + (("picamera2",) if machine in PI_MACHINES else ())
+
+
+def check_interpreter(python: Path, modules: tuple[str, ...]) -> None:
+    """Run python as the service will (no PYTHONPATH, no user site) and import modules."""
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            [str(python), "-I", "-c", IMPORT_CHECK, *modules],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ConfigError(f"cannot run {python} for the timer: {error}") from error
+    missing = result.stdout.split() if result.returncode == 0 else list(modules)
+    if not missing:
+        return
+    if "picamera2" in missing:
+        hint = "sudo apt install python3-picamera2, and make the venv with --system-site-packages"
+    elif python.parent.parent == CHECKOUT / ".venv":
+        hint = f"{python.parent / 'pip'} install -r {CHECKOUT / 'requirements.txt'}"
+    else:
+        hint = VENV_HINT
+    raise ConfigError(
+        f"{python} cannot import {', '.join(missing)}, so the timer could not run snap: {hint}"
+    )
+
+
+def check_not_in_tmp(paths: list[Path]) -> None:
+    """The service has a /tmp and /var/tmp of its own (PrivateTmp=): what it needs from the
+    real ones it would not find."""
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        for tmp in TMP_DIRS:
+            if real == tmp or tmp in real.parents:
+                raise UsageError(
+                    f"{path} is in {tmp}, which the service cannot see (it has a {tmp} of "
+                    "its own): move the checkout, e.g. into your home directory"
+                )
 
 
 def unit_path(path: Path) -> str:
@@ -168,7 +248,7 @@ def render_units(app_dir: Path, python: Path, user: str, every: str) -> dict[str
 def compile_package() -> None:
     """Cached bytecode for every module, where the service will find it."""
     if not compileall.compile_dir(str(PACKAGE_DIR), quiet=1):
-        log.warning("warning: could not byte-compile %s: every run will compile it", PACKAGE_DIR)
+        log.warning("could not byte-compile %s: every run will compile it", PACKAGE_DIR)
 
 
 def unit_file_error(error: OSError, doing: str) -> SnapError:
@@ -194,13 +274,17 @@ def systemctl(*arguments: str) -> None:
         )
     except (OSError, subprocess.CalledProcessError) as error:
         reason = getattr(error, "stderr", "") or str(error)
-        log.warning("warning: systemctl %s failed: %s", " ".join(arguments), reason.strip())
+        log.warning("systemctl %s failed: %s", " ".join(arguments), reason.strip())
 
 
 def install_timer(args: argparse.Namespace) -> int:
     every = check_interval(DEFAULT_EVERY if args.every is None else args.every)
+    python = service_python()
+    if install_root(args) == Path("/"):
+        check_not_in_tmp([CHECKOUT, *interpreter_dirs(python)])
     user = service_user(args)
-    units = render_units(CHECKOUT, Path(sys.executable), user, every)
+    check_interpreter(python, required_modules(platform.machine()))
+    units = render_units(CHECKOUT, python, user, every)
     unit_dir = install_root(args) / UNIT_DIR
     try:
         for name, text in units.items():

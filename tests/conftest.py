@@ -218,6 +218,14 @@ def make_app(directory: Path, copy: bool = False) -> Path:
     return directory / "snap.py"
 
 
+def make_venv(app: Path, python: str, paths: list[str]) -> Path:
+    """A .venv in the checkout, of python, that also sees paths (as a .pth file)."""
+    subprocess.run([python, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
+    [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
+    (site_packages / "snap-tests.pth").write_text("\n".join(paths) + "\n")
+    return app / ".venv" / "bin" / "python"
+
+
 @pytest.fixture
 def snap_app(tmp_path) -> Path:
     """snap.py in a checkout of its own, so the .env next to it is the test's own."""
@@ -247,22 +255,25 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
 
 @pytest.fixture
 def run_snap(snap_app, snap_env):
-    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60")."""
+    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60"). With stderr_file,
+    its standard error is that file (opened for writing, so it keeps its inode)."""
 
-    def run(*args: str, timeout: float = 60, **env: str) -> Run:
+    def run(*args: str, timeout: float = 60, stderr_file: Path | None = None, **env: str) -> Run:
         started = time.monotonic()
-        completed = subprocess.run(
-            [sys.executable, str(snap_app), *args],
-            env={**snap_env, **env},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        with open(stderr_file, "w") if stderr_file else open(os.devnull) as error_file:
+            completed = subprocess.run(
+                [sys.executable, str(snap_app), *args],
+                env={**snap_env, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=error_file if stderr_file else subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+            )
         return Run(
             completed.returncode,
             completed.stdout,
-            completed.stderr,
+            stderr_file.read_text() if stderr_file else completed.stderr,
             time.monotonic() - started,
         )
 

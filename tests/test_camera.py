@@ -130,7 +130,10 @@ def test_camera_hung_in_capture_exits_69_within_the_capture_timeout(run_snap, re
     result = run_snap(CAPTURE_TIMEOUT="1", FAKE_CAMERA_FAULTS="hang-capture")
 
     assert result.returncode == 69
-    assert "no picture within 1 s" in result.stderr
+    assert result.stderr.endswith(
+        "camera hung: no picture within 1 s; "
+        "check the ribbon cable and run: rpicam-hello --list-cameras\n"
+    )
     assert result.seconds < 8
     assert camera_events(camera_dir)[-2:] == ["cancel_all_and_flush", "close"]
 

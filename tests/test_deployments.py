@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from servers import make_certificates, start_cluster, start_tls_redis, start_val
 from snapcam import store
 from snapcam.config import load_config
 from snapcam.errors import PermissionRefused, SnapError
+from snapcam.store import ping_command
 
 # docs/deployments.md's lines, run here word for word.
 ACL_LINE = (
@@ -99,6 +101,18 @@ def test_tls_without_the_client_certificate_the_server_demands_exits_75(
     assert result.returncode == 75
     assert result.stderr.count("\n") == 1
     assert len(spooled_jpegs(spool_dir)) == 1
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["server certificate", "client certificate"])
+def test_ping_snap_suggests_answers_over_tls(tls_redis, mutual_tls_redis, certs, mutual):
+    server = mutual_tls_redis if mutual else tls_redis
+    url = f"{server.url}?ssl_ca_certs={certs.ca}"
+    if mutual:
+        url += f"&ssl_certfile={certs.client}&ssl_keyfile={certs.client_key}"
+
+    answer = subprocess.run(shlex.split(ping_command(url)), capture_output=True, text=True)
+
+    assert answer.stdout == "PONG\n"
 
 
 def test_tls_with_the_wrong_ca_exits_75_in_one_line_keeping_the_shot(

@@ -1,13 +1,22 @@
-"""The documentation: a short front page, links that lead somewhere, snap's own exit codes."""
+"""The documentation: a short front page, links that lead somewhere, snap's own exit codes,
+and the commands a newcomer copies, run as written."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import site
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import FAKE_CAMERA, ROOT, make_app, make_venv
 
+from snapcam.config import SETTINGS
 from snapcam.errors import EXIT_CODES
 
 README = ROOT / "README.md"
@@ -66,3 +75,105 @@ def test_failures_page_lists_the_exit_codes_of_snap():
     documented = [int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)]
 
     assert documented == [code for code, _meaning in EXIT_CODES]
+
+
+def code_lines(document: Path, start: str) -> list[str]:
+    """The lines of the document's code blocks that start with start."""
+    blocks = re.findall(r"^ *```\w*\n(.*?)^ *```", document.read_text(), re.M | re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith(start)]
+
+
+def install_command() -> list[str]:
+    """The steps of the README's one-command install."""
+    [command] = [line for line in code_lines(README, "sudo apt install") if " && " in line]
+    return command.split(" && ")
+
+
+def sh(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_readme_install_installs_redis_server_where_snap_looks_for_it_by_default():
+    apt = install_command()[0].split()
+
+    assert SETTINGS["REDIS_URL"].default == "redis://localhost:6379"
+    assert "redis-server" in apt and "redis-tools" in apt
+
+
+def test_readme_install_makes_env_readable_by_its_owner_alone(tmp_path):
+    [step] = [part for part in install_command() if "env.example" in part]
+    shutil.copy(ROOT / "env.example", tmp_path)
+
+    result = sh(step, tmp_path)
+
+    assert result.returncode == 0
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+    assert (tmp_path / ".env").read_text() == (ROOT / "env.example").read_text()
+
+
+def test_readme_install_keeps_an_existing_env(tmp_path):
+    [step] = [part for part in install_command() if "env.example" in part]
+    shutil.copy(ROOT / "env.example", tmp_path)
+    (tmp_path / ".env").write_text("REDIS_URL=redis://redis.example.net:6379\n")
+
+    result = sh(step, tmp_path)
+
+    assert result.returncode == 0
+    assert (tmp_path / ".env").read_text() == "REDIS_URL=redis://redis.example.net:6379\n"
+
+
+@pytest.mark.parametrize("document", [README, ROOT / "docs" / "storage.md"], ids=lambda p: p.name)
+def test_redis_cli_examples_work_with_this_redis_cli(
+    document, run_snap, redis_server, redis_db, tmp_path
+):
+    key = json.loads(run_snap("--json").stdout)["key"]
+
+    for line in code_lines(document, "redis-cli "):
+        command = line.replace("image:1700000000", key).replace(
+            "redis-cli ", f"redis-cli -p {redis_server.port} ", 1
+        )
+        result = sh(command, tmp_path)
+        assert (result.returncode, result.stderr) == (0, ""), line
+        assert ">" in line or result.stdout.strip(), line
+        assert not result.stdout.startswith(("(error)", "ERR")), line
+        if "--scan" in line:
+            assert key in result.stdout.split()
+    if (tmp_path / "shot.jpg").exists():
+        assert (tmp_path / "shot.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.fixture
+def pc_checkout(tmp_path) -> Path:
+    """A checkout on a PC, as the README's way to try snap without a camera sets it up: a
+    .venv with snap's packages and Pillow, and tests/fake beside snap.py."""
+    app = make_app(tmp_path / "snap").parent
+    make_venv(app, sys.executable, site.getsitepackages())
+    (app / "tests").mkdir()
+    (app / "tests" / "fake").symlink_to(FAKE_CAMERA)
+    return app
+
+
+@pytest.mark.parametrize(
+    "line",
+    code_lines(README, "PYTHONPATH=tests/fake")
+    + code_lines(ROOT / "docs" / "development.md", "PYTHONPATH=tests/fake"),
+)
+def test_trying_snap_without_a_camera_works_as_written(pc_checkout, camera_dir, line):
+    result = sh(line, pc_checkout, FAKE_CAMERA_DIR=str(camera_dir), LOCK_DIR=str(camera_dir))
+
+    if "FAKE_CAMERA_FAULTS=hang-capture" in line:
+        assert result.returncode == 69
+        assert result.stderr.startswith("snap: error: camera hung: no picture within")
+    else:
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"captured .+; not stored \(dry run\)\n", result.stdout)
+    if "--output shot.jpg" in line:
+        assert (pc_checkout / "shot.jpg").read_bytes()[:2] == b"\xff\xd8"

@@ -1,10 +1,14 @@
 """Redis that is down, silent, full or locked: a bounded wait, one clean line, 75 or 77."""
 
 import re
+import shlex
+import subprocess
 
 import pytest
 import redis
 from conftest import free_port, start_redis
+
+from snapcam.store import ping_command
 
 PASSWORD = "s3cret-Pa55word"
 
@@ -23,6 +27,42 @@ def test_redis_not_listening_exits_75_at_once(run_snap):
     assert result.stderr.count("\n") == 1
     assert "Redis unreachable" in result.stderr
     assert result.seconds < 5
+
+
+def test_unreachable_redis_line_ends_with_a_ping_that_answers_once_redis_runs(run_snap, tmp_path):
+    port = free_port()
+    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{port}")
+    command = re.search(r"; check that Redis runs: (redis-cli .+ ping)\n\Z", result.stderr)
+    server = start_redis(tmp_path / "late", port=port)
+    try:
+        answer = subprocess.run(shlex.split(command.group(1)), capture_output=True, text=True)
+    finally:
+        server.stop()
+
+    assert answer.stdout == "PONG\n"
+
+
+def test_unreachable_redis_ping_shows_no_password(run_snap):
+    port = free_port()
+
+    result = run_snap("--check", REDIS_URL=f"redis://garden:{PASSWORD}@127.0.0.1:{port}")
+
+    assert f"; check that Redis runs: redis-cli -u redis://garden:****@127.0.0.1:{port} ping\n" in (
+        result.stdout
+    )
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_ping_for_a_unix_socket_answers(tmp_path):
+    socket_path = tmp_path / "redis.sock"
+    server = start_redis(tmp_path / "unix", "--unixsocket", str(socket_path))
+    try:
+        command = ping_command(f"unix://{socket_path}")
+        answer = subprocess.run(shlex.split(command), capture_output=True, text=True)
+    finally:
+        server.stop()
+
+    assert answer.stdout == "PONG\n"
 
 
 def test_silent_redis_exits_75_within_the_timeout(run_snap, silent_redis):

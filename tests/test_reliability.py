@@ -93,7 +93,8 @@ def test_redis_not_listening_keeps_the_shot_in_the_spool(run_snap, spool_dir, tm
     assert result.returncode == 75
     assert re.fullmatch(
         r"snap: error: not stored: Redis unreachable at redis://127\.0\.0\.1:\d+ \(.+\);"
-        r" kept in spool \(1 shot, \d+ kB\)\n",
+        r" kept in spool \(1 shot, \d+ kB\);"
+        r" check that Redis runs: redis-cli -u redis://127\.0\.0\.1:\d+ ping\n",
         result.stderr,
     )
     assert result.seconds < 5
@@ -322,7 +323,10 @@ def test_camera_hung_beyond_python_exceptions_ends_within_run_timeout(
     )
 
     assert result.returncode == 69
-    assert result.stderr.endswith(f"snap: error: run timed out after 3 s while {step}\n")
+    assert result.stderr.endswith(
+        f"snap: error: run timed out after 3 s while {step}; "
+        "check the ribbon cable and run: rpicam-hello --list-cameras\n"
+    )
     assert result.seconds < 3 + 2
     assert processes_mentioning(str(camera_dir.parent)) == []
     assert redis_db.keys("*") == []

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app
+from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app, make_venv
 
 from snapcam.config import SETTINGS
-from snapcam.units import UNIT_FILES, render_units
+from snapcam.errors import ConfigError
+from snapcam.units import UNIT_FILES, check_interpreter, render_units, required_modules
 
 TIMERS = ROOT / "timers"
 UNIT_DIR = Path("etc/systemd/system")
@@ -29,6 +30,18 @@ SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
 # All that cron gives a job (HOME is added per test).
 CRON_ENV = {"LOGNAME": "pi", "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
 NOBODY = 65534
+# Run in a fresh python: prints the site-packages modules that snap's own imports bring in,
+# and async_timeout, which redis imports on an older python than the tests' own.
+SNAP_SITE_MODULES = """
+import environs, marshmallow.validate, redis, redis.backoff, redis.cluster, redis.retry
+import async_timeout
+import site, sys
+roots = tuple(site.getsitepackages())
+for top in sorted({name.partition(".")[0] for name in sys.modules}):
+    path = getattr(sys.modules.get(top), "__file__", None) or ""
+    if path.startswith(roots):
+        print(path[: -len("/__init__.py")] if path.endswith("/__init__.py") else path)
+"""
 
 
 # --- Helpers -----------------------------------------------------------------
@@ -123,6 +136,12 @@ def run_cron(command: str, home: Path, **camera: str) -> subprocess.CompletedPro
     )
 
 
+def readable_directory() -> Path:
+    directory = Path(tempfile.mkdtemp())
+    directory.chmod(0o755)
+    return directory
+
+
 def as_unprivileged() -> list[str]:
     """A command prefix that drops root, if the tests run as root."""
     if os.geteuid() != 0:
@@ -138,10 +157,7 @@ def checkout(tmp_path) -> Path:
     """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
     packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
     app = make_app(tmp_path / "snap").parent
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
-    [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
-    paths = [str(FAKE_CAMERA), *site.getsitepackages()]
-    (site_packages / "snap-tests.pth").write_text("\n".join(paths) + "\n")
+    make_venv(app, sys.executable, [str(FAKE_CAMERA), *site.getsitepackages()])
     return app
 
 
@@ -174,12 +190,31 @@ def units(checkout, root) -> Path:
     return root / UNIT_DIR
 
 
+@pytest.fixture(scope="session")
+def readable_packages() -> Path:
+    """A copy of snap's packages (redis, environs and what they import) any user can read."""
+    listing = subprocess.run(
+        [sys.executable, "-c", SNAP_SITE_MODULES], check=True, capture_output=True, text=True
+    )
+    directory = readable_directory()
+    for path in map(Path, listing.stdout.split()):
+        if path.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(path, directory / path.name, ignore=ignore)
+        else:
+            shutil.copy(path, directory)
+    yield directory
+    shutil.rmtree(directory)
+
+
 @pytest.fixture
-def readable_snap():
-    """A copy of snap.py that any user can run."""
-    directory = Path(tempfile.mkdtemp())
-    directory.chmod(0o755)
-    yield make_app(directory, copy=True)
+def readable_snap(readable_packages):
+    """A copy of snap.py that any user can run, with a .venv of the system's python3 that
+    sees a copy of snap's packages."""
+    directory = readable_directory()
+    snap = make_app(directory, copy=True)
+    make_venv(directory, system_python(), [str(readable_packages)])
+    yield snap
     shutil.rmtree(directory)
 
 
@@ -385,6 +420,136 @@ def test_install_without_permission_exits_77(readable_snap, root):
         result.stderr,
     )
     assert list(root.iterdir()) == []
+
+
+def test_install_writes_the_checkouts_venv_whatever_python_ran_it(checkout, root):
+    result = run(
+        [
+            sys.executable,
+            str(checkout / "snap.py"),
+            "--install-timer",
+            "--root",
+            str(root),
+            "--user",
+            "pi",
+        ]
+    )
+
+    assert result.returncode == 0, result.stderr
+    [exec_start] = unit_values((root / UNIT_DIR / "snap.service").read_text(), "ExecStart")
+    assert exec_start == f"{checkout}/.venv/bin/python {checkout}/snap.py"
+
+
+def test_install_refuses_a_venv_that_cannot_import_snaps_packages(tmp_path, root):
+    app = make_app(tmp_path / "snap").parent
+    make_venv(app, sys.executable, [])
+
+    result = run(
+        [
+            sys.executable,
+            str(app / "snap.py"),
+            "--install-timer",
+            "--root",
+            str(root),
+            "--user",
+            "pi",
+        ]
+    )
+
+    assert result.returncode == 78
+    assert result.stderr == (
+        f"snap: error: {app}/.venv/bin/python cannot import redis, environs, so the timer "
+        f"could not run snap: {app}/.venv/bin/pip install -r {app}/requirements.txt\n"
+    )
+    assert not (root / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    ("machine", "modules"),
+    [
+        ("x86_64", ("redis", "environs")),
+        ("aarch64", ("redis", "environs", "picamera2")),
+        ("armv7l", ("redis", "environs", "picamera2")),
+        ("armv6l", ("redis", "environs", "picamera2")),
+    ],
+)
+def test_the_python_of_a_pi_service_must_import_picamera2_too(machine, modules):
+    assert required_modules(machine) == modules
+
+
+def test_a_python_without_picamera2_is_refused_naming_the_apt_package():
+    with pytest.raises(ConfigError, match=r"cannot import picamera2, .+ python3-picamera2"):
+        check_interpreter(Path(sys.executable), ("redis", "picamera2"))
+
+
+def test_install_as_nobody_exits_64(checkout, root):
+    result = install(checkout, root, "--user", "nobody")
+
+    assert result.returncode == 64
+    assert result.stderr.startswith("snap: error: --user nobody: systemd calls a service run ")
+    assert not (root / "etc").exists()
+
+
+@pytest.mark.parametrize("tmp", ["/tmp", "/var/tmp"])
+def test_install_for_this_system_refuses_a_checkout_in_tmp(readable_packages, tmp):
+    directory = Path(tempfile.mkdtemp(dir=tmp))
+    try:
+        directory.chmod(0o755)
+        snap = make_app(directory, copy=True)
+        make_venv(directory, system_python(), [str(readable_packages)])
+        # As nobody: should the check fail, writing to /etc/systemd/system fails too.
+        result = run(
+            [*as_unprivileged(), system_python(), str(snap), "--install-timer", "--user", "pi"]
+        )
+    finally:
+        shutil.rmtree(directory)
+
+    assert result.returncode == 64
+    assert result.stderr == (
+        f"snap: error: {directory} is in {tmp}, which the service cannot see (it has a {tmp} "
+        "of its own): move the checkout, e.g. into your home directory\n"
+    )
+
+
+# --- snap.py under any python3 -------------------------------------------------
+# python3 -S has no site-packages, so none of snap's packages, whatever the system holds.
+
+
+def test_python3_without_snaps_packages_runs_snap_with_the_checkouts_venv(
+    checkout, dotenv, redis_db
+):
+    result = run([system_python(), "-S", str(checkout / "snap.py"), "--json"])
+
+    assert result.returncode == 0, result.stderr
+    assert len(redis_db.keys("image:*")) == 1
+
+
+def test_python3_without_snaps_packages_or_a_venv_exits_69_saying_what_to_install(tmp_path):
+    snap = make_app(tmp_path / "snap")
+
+    result = run([system_python(), "-S", str(snap), "--check"])
+
+    assert result.returncode == 69
+    assert result.stderr == (
+        f"snap: error: redis and environs not installed for {system_python()}; install them "
+        f"as the README does: cd {snap.parent} && python3 -m venv --system-site-packages .venv"
+        " && .venv/bin/pip install -r requirements.txt\n"
+    )
+
+
+def test_a_venv_that_does_not_help_is_run_once_not_again_and_again(tmp_path):
+    app = make_app(tmp_path / "snap").parent
+    python = app / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {system_python()} -S "$@"\n')
+    python.chmod(0o755)
+
+    result = run([system_python(), "-S", str(app / "snap.py")], timeout=20)
+
+    assert result.returncode == 69
+    assert result.stderr.startswith(
+        f"snap: error: redis and environs not installed for {app}/.venv;"
+    )
 
 
 # --- --uninstall-timer ---------------------------------------------------------
