@@ -366,14 +366,17 @@ def test_scene_at_min_lux_is_stored(shoot, redis_db):
     result = shoot("--json", MIN_LUX="400")
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["lux"] >= 400
+    report = json.loads(result.stdout)
+    assert int(redis_db.hget(report["key"], "lux")) >= 400
 
 
 def test_camera_without_lux_is_never_skipped(shoot, redis_db):
     result = shoot("--json", MIN_LUX="10", FAKE_CAMERA_FAULTS="no-lux")
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["lux"] == -1
+    report = json.loads(result.stdout)
+    assert report["lux"] == -1
+    assert redis_db.hget(report["key"], "lux") == b"-1"
 
 
 def test_min_lux_without_settling_reads_one_frame_for_its_lux(shoot, redis_db, camera_dir):
