@@ -2,8 +2,9 @@
 
 snap.py is the command; this package is its code, one module per concern:
 config (the settings), camera (picamera2), store (Redis), spool (shots Redis did not
-take), guard (watchdog, camera lock, stop signals), units (systemd timers), run (one
-shot, start to finish) and cli (the command line).
+take), guard (watchdog, camera lock, stop signals), status (each camera's status in
+Redis, and --status), units (systemd timers), run (one shot, start to finish) and cli
+(the command line).
 """
 
 __version__ = "1.0.0"
