@@ -15,8 +15,9 @@ could not: SPOOL_DIR/.status-<CAMERA_NAME, percent-encoded> holds the JSON objec
 {"version": 1, "fields": {...}} with every field above but the last three, replaced whole by
 each run (temporary file, rename: the last run to write wins). One HSET then copies all the
 fields into the hash. That write is best effort: bounded by STATUS_SECONDS and the run's own
-deadline, left out when the run has just failed to reach Redis or was stopped, its failure a
-warning line at most (a debug line when Redis is unreachable), never the run's failure.
+deadline, left out when Redis has just failed to take the run's shot or the run was stopped
+(a stop signal, the watchdog), its failure a warning line at most (a debug line when Redis
+is unreachable), never the run's failure.
 """
 
 from __future__ import annotations
@@ -173,18 +174,24 @@ def record(
     client=None,
     reach_redis: bool = True,
 ) -> None:
-    """Apply a run's outcome to the state on disk, then to the hash."""
+    """Apply a run's outcome to the state on disk, then to the hash. Never raises: the
+    status never changes the run (and the watchdog calls this just before it ends the run)."""
     if not config.status_prefix:
         return
-    path = state_path(config)
-    fields = read_state(path)
-    change(fields)
-    write_state(path, fields)
-    if reach_redis:
-        write_hash(config, guard, fields, client)
+    try:
+        path = state_path(config)
+        fields = read_state(path)
+        change(fields)
+        write_state(path, fields)
+        if reach_redis:
+            write_hash(config, guard, fields, client)
+    except Exception as error:
+        log.warning("warning: status not recorded: unexpected %s: %s", type(error).__name__, error)
 
 
-def record_stored(config: Config, guard: Guard, client, key: str, timestamp: int, code: int):
+def record_stored(
+    config: Config, guard: Guard, client, key: str, timestamp: int, code: int
+) -> None:
     """The shot is in Redis, under `key`; `client` reached it."""
 
     def stored(fields: dict[str, Any]) -> None:

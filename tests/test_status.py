@@ -202,6 +202,21 @@ def test_recorded_error_line_is_one_line_without_the_password(make_config, guard
     assert len(line) == status.ERROR_MAX_CHARS
 
 
+def test_status_bug_is_one_warning_never_the_runs_failure(make_config, guard, monkeypatch, caplog):
+    config = make_config(CAMERA_NAME="garden")
+
+    def broken(spool):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(status, "spooled", broken)
+
+    status.record_failure(config, guard, 69, "camera 0 not available")
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "warning: status not recorded: unexpected ValueError: a bug"
+    ]
+
+
 def test_status_state_on_disk_unreadable_starts_afresh(make_config, tmp_path):
     config = make_config(CAMERA_NAME="garden/pi")
     path = status.state_path(config)
