@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import CameraError
+from .store import NO_LUX, lux_reading
 
 if TYPE_CHECKING:
     from .config import Config
@@ -28,6 +29,14 @@ NO_CAMERA_HINT = (
 HUNG_NEXT_STEP = "check the ribbon cable and run: rpicam-hello --list-cameras"
 BUSY_RETRY_SECONDS = 3.0
 UNREPORTED_SETTLE_FRAMES = 5
+
+
+class TooDark(Exception):
+    """The camera's lux is below MIN_LUX: no shot is taken."""
+
+    def __init__(self, lux: int, min_lux: int):
+        super().__init__(f"too dark (lux {lux} < MIN_LUX {min_lux})")
+        self.lux = lux
 
 
 @dataclass(frozen=True)
@@ -133,20 +142,36 @@ def exposure_settled(metadata: dict, frames: int) -> bool:
     return frames >= UNREPORTED_SETTLE_FRAMES
 
 
-def wait_for_exposure(picam2, timeout: float) -> bool:
-    """Read frames until auto-exposure has settled; False if it did not in time."""
+def wait_for_exposure(picam2, timeout: float) -> tuple[bool, dict]:
+    """Read frames until auto-exposure has settled: whether it did in time, and the last
+    frame's metadata ({} if none came)."""
     deadline = time.monotonic() + timeout
     frames = 0
+    metadata: dict = {}
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             metadata = picam2.capture_metadata(wait=remaining)
         except concurrent.futures.TimeoutError:
             cancel_pending(picam2)
-            return False
+            return False, metadata
         frames += 1
         if exposure_settled(metadata, frames):
-            return True
-    return False
+            return True, metadata
+    return False, metadata
+
+
+def check_light(picam2, config: Config, metadata: dict) -> None:
+    """TooDark when the camera's lux is below MIN_LUX; a camera without a lux reading passes.
+    With SETTLE_TIMEOUT=0 no frame was read yet: one is read for its lux."""
+    if config.settle_timeout == 0:
+        try:
+            metadata = picam2.capture_metadata(wait=config.capture_timeout)
+        except concurrent.futures.TimeoutError:
+            cancel_pending(picam2)
+            return  # the capture that follows says the camera hung
+    lux = lux_reading(metadata)
+    if lux != NO_LUX and config.min_lux is not None and lux < config.min_lux:
+        raise TooDark(lux, config.min_lux)
 
 
 def autofocus(picam2, timeout: float) -> None:
@@ -183,13 +208,18 @@ def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
         configure_camera(picam2, config, main_format(picamera2))
         guard.step("starting the camera")
         picam2.start(show_preview=False)
+        metadata: dict = {}
         if config.settle_timeout > 0:
             guard.step("waiting for exposure to settle")
-            if not wait_for_exposure(picam2, config.settle_timeout):
+            settled, metadata = wait_for_exposure(picam2, config.settle_timeout)
+            if not settled:
                 log.warning(
                     "exposure did not settle within %g s; capturing anyway",
                     config.settle_timeout,
                 )
+        if config.min_lux is not None:
+            guard.step("waiting for exposure to settle")
+            check_light(picam2, config, metadata)
         if config.camera_autofocus:
             guard.step("autofocus")
             autofocus(picam2, config.autofocus_timeout)

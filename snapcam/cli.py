@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, camera, logs, store, units
+from . import __version__, camera, logs, status, store, units
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
@@ -70,6 +70,11 @@ def build_parser() -> Parser:
         help="check configuration, Redis and cameras; change nothing",
     )
     mode.add_argument(
+        "--status",
+        action="store_true",
+        help="list every camera's status; exit 1 if one stored no shot within --stale seconds",
+    )
+    mode.add_argument(
         "--install-timer",
         action="store_true",
         help="install the units snap.service, snap.timer, snap@.service and snap@.timer "
@@ -79,6 +84,12 @@ def build_parser() -> Parser:
         "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--stale",
+        type=status.stale_seconds,
+        metavar="SECONDS",
+        help=f"with --status: how recent a camera's last shot must be [{status.DEFAULT_STALE:g}]",
+    )
     timer = parser.add_argument_group("timer installation")
     timer.add_argument("--every", metavar="SPAN", help="interval, a systemd time span [1min]")
     timer.add_argument("--user", metavar="NAME", help="user the job runs as [who ran sudo]")
@@ -111,6 +122,9 @@ def report(args, result: dict) -> None:
         print(json.dumps(result, default=str))
         return
     if args.quiet:
+        return
+    if result.get("skipped"):
+        print(f"skipped: {result['skipped']}")
         return
     lux = "no lux" if result["lux"] in (None, NO_LUX) else f"lux {result['lux']}"
     size = size_text(result["bytes"])
@@ -163,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.uninstall_timer:
             return units.uninstall_timer(args)
         reject_timer_options(args)
+        if args.stale is not None and not args.status:
+            raise UsageError("--stale goes with --status")
         check_output_path(args.output)
         config = load_config(args.env_file)
         handler.addFilter(MaskingFilter(url_password(config.redis_url)))
@@ -172,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         guard.catch_stop_signals()
         if args.check:
             return run_check(config, spool, args.verbose)
-        return run_shot(config, guard, args, report)
+        if args.status:
+            return status.show(config, args)
+        with status.recording(config, guard, enabled=not args.dry_run):
+            return run_shot(config, guard, args, report)
     except SnapError as error:
         log.error("%s", error.line(), exc_info=args.verbose)
         return error.exit_code

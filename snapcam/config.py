@@ -83,6 +83,9 @@ SETTINGS = {
                 expected="a prefix", check=check_key_prefix),
         Setting("CAMERA_NAME", None, "stored in each shot's camera field (default: hostname)",
                 expected="a name"),
+        Setting("STATUS_PREFIX", "snap:camera",
+                "each camera's status is the hash PREFIX:<CAMERA_NAME> (set empty: none)",
+                expected="a prefix", check=check_key_prefix),
         Setting("CAMERA_NUM", 0, "camera to use, as listed by --check",
                 "int", "a camera number, 0 or more", 0),
         Setting("IMAGE_WIDTH", None, "picture width in pixels (default: full sensor)",
@@ -99,6 +102,8 @@ SETTINGS = {
                 "float", SECONDS, 0, True),
         Setting("SETTLE_TIMEOUT", 3.0, "seconds to wait for exposure to settle (0: don't)",
                 "float", SECONDS_OR_ZERO, 0),
+        Setting("MIN_LUX", None, "no shot while the camera's lux is below this (default: always)",
+                "int", "a whole number of lux, 0 or more", 0),
         Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take",
                 "float", SECONDS, 0, True),
         Setting("CAMERA_METADATA", (), "metadata to store too, e.g. ExposureTime,AnalogueGain",
@@ -128,6 +133,7 @@ class Config:
     image_expiry: int
     image_key_prefix: str
     camera_name: str
+    status_prefix: str
     camera_num: int
     image_width: int | None
     image_height: int | None
@@ -137,6 +143,7 @@ class Config:
     camera_autofocus: bool
     autofocus_timeout: float
     settle_timeout: float
+    min_lux: int | None
     capture_timeout: float
     camera_metadata: tuple[str, ...]
     run_timeout: float
@@ -212,6 +219,21 @@ def check_redis_url_parses(url: str) -> None:
         raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {error}") from error
 
 
+def check_status_prefix(env, values: dict[str, Any]) -> None:
+    """Set and empty turns the status off; otherwise its keys must lie outside the shots'
+    first prefix segment (image:*), which front ends list and index."""
+    if env.str("STATUS_PREFIX", None) == "":
+        values["status_prefix"] = ""
+        return
+    status, shots = values["status_prefix"], values["image_key_prefix"]
+    top = shots.split(":")[0]
+    if f"{status}:".startswith(f"{top}:") or shots.startswith(f"{status}:"):
+        raise ConfigError(
+            f"STATUS_PREFIX={status!r} is invalid: it overlaps the shots' keys "
+            f"({shots}:<seconds>, listed by front ends as {top}:*); use e.g. snap:camera"
+        )
+
+
 def load_config(env_file: Path | None) -> Config:
     """Read and validate every variable from the environment and the .env file."""
     from environs import Env
@@ -225,6 +247,7 @@ def load_config(env_file: Path | None) -> Config:
             f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
         )
     check_redis_url_parses(values["redis_url"])
+    check_status_prefix(env, values)
     values["camera_name"] = values["camera_name"] or socket.gethostname()
     values["lock_dir"] = Path(values["lock_dir"])
     values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())

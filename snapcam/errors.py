@@ -6,6 +6,7 @@ import os
 
 EXIT_CODES = (
     (os.EX_OK, "the shot was stored"),
+    (1, "--status: a camera stored no shot within --stale seconds, or none has a status"),
     (os.EX_USAGE, "bad command line"),
     (os.EX_UNAVAILABLE, "camera unavailable: none detected, busy, failed or hung"),
     (os.EX_SOFTWARE, "internal error: please report it with the --verbose output"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .camera import HUNG_NEXT_STEP
 from .errors import Interrupted, SpoolError, TemporaryFailure
@@ -49,6 +50,8 @@ class Guard:
         self.unsaved: dict[str, Any] | None = None
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        self.deadline = math.inf  # time.monotonic() at which the run is ended
+        self.on_expire: Callable[[str, int], None] | None = None  # (message, exit code)
 
     def step(self, name: str) -> None:
         self.current_step = name
@@ -84,6 +87,7 @@ class Guard:
         self.timer = threading.Timer(seconds, self.expire, args=(seconds, reason, exit_code))
         self.timer.daemon = True
         self.timer.start()
+        self.deadline = time.monotonic() + seconds
         signal.setitimer(signal.ITIMER_REAL, seconds + LAST_RESORT_SECONDS)
 
     def expire(self, seconds: float, reason: str, exit_code: int) -> None:
@@ -98,6 +102,8 @@ class Guard:
         if not reason and step in CAMERA_STEPS:
             message += f"; {HUNG_NEXT_STEP}"
         log.error("%s", message)
+        if self.on_expire is not None:
+            self.on_expire(message, exit_code)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exit_code)

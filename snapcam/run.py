@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from . import camera, store
+from . import camera, status, store
 from .config import Config
 from .errors import Interrupted, SnapError, SpoolError, WriteError
 from .guard import CameraLock, Guard
@@ -70,8 +70,15 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
     if not args.dry_run:
         guard.spool.prepare()
     guard.step("waiting for another run to finish")
-    with CameraLock(config):
-        shot = camera.take_shot(config, guard, args.verbose)
+    try:
+        with CameraLock(config):
+            shot = camera.take_shot(config, guard, args.verbose)
+    except camera.TooDark as dark:
+        seconds = round(time.monotonic() - started, 3)
+        report(args, {"key": None, "skipped": str(dark), "lux": dark.lux, "seconds": seconds})
+        if not args.dry_run:
+            status.record_dark(config, guard)
+        return os.EX_OK
     fields = store.shot_fields(shot, config)
     output_error = None
     if args.output is not None:
@@ -93,6 +100,8 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
             "metadata": shot.metadata,
         },
     )
+    exit_code = output_error.exit_code if output_error else os.EX_OK
     if client is not None:
         deliver_backlog(client, config, guard)
-    return output_error.exit_code if output_error else os.EX_OK
+        status.record_stored(config, guard, client, key, shot.timestamp, exit_code)
+    return exit_code

@@ -7,6 +7,7 @@ On-disk format, version 2, in SPOOL_DIR:
   .NAME.json.partial   renamed last, so an entry is whole once NAME.json exists
   NAME.json.unreadable fields that could not be read, set aside beside their JPEG
   .lock                flock held by the one run that adds, trims or delivers
+  .status-CAMERA       no shot: a camera's status, kept for Redis (see status.py)
 NAME is <capture unix seconds>-<pid>-<6 hex digits>: oldest first by name's number.
 Version 1 (snap 1.0) wrote the fields object itself as NAME.json; it is read as well.
 """

@@ -151,7 +151,12 @@ def permission_hint(reason: str, config: Config) -> str:
     command = re.search(r"run the '([\w|]+)' command", reason)
     if command:
         return f"grant it with: ACL SETUSER {user} +{command.group(1).lower()}"
-    return f"grant the keys with: ACL SETUSER {user} ~{config.image_key_prefix}:*"
+    keys = f"~{config.image_key_prefix}:*"
+    if config.status_prefix:
+        from .status import acl_key_pattern
+
+        keys += f" {acl_key_pattern(config)}"
+    return f"grant the keys with: ACL SETUSER {user} {keys}"
 
 
 def server_reason(error: Exception) -> str:

@@ -90,7 +90,7 @@ def test_absent_camera_exits_69_saying_what_to_check(run_snap, redis_db, fault):
     assert result.stderr.count("\n") == 1
     assert "no camera detected" in result.stderr
     assert "rpicam-hello --list-cameras" in result.stderr
-    assert redis_db.keys("*") == []
+    assert redis_db.keys("image:*") == []
 
 
 def test_camera_num_beyond_the_cameras_found_exits_69(run_snap, redis_db):
@@ -123,7 +123,7 @@ def test_busy_camera_exits_69_naming_another_program(run_snap, snap_env, redis_d
 
     assert result.returncode == 69
     assert "busy" in result.stderr and "another program" in result.stderr
-    assert redis_db.keys("*") == []
+    assert redis_db.keys("image:*") == []
 
 
 def test_camera_hung_in_capture_exits_69_within_the_capture_timeout(run_snap, redis_db, camera_dir):

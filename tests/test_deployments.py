@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -20,10 +21,14 @@ from snapcam.store import ping_command
 
 # docs/deployments.md's lines, run here word for word.
 ACL_LINE = (
-    "ACL SETUSER garden reset on >{password} ~image:garden:* "
+    "ACL SETUSER garden reset on >{password} ~image:garden:* ~snap:camera:garden "
     "+watch +exists +unwatch +multi +hset +expire +exec +ping +info"
 )
 ACL_COMMANDS = [word[1:] for word in ACL_LINE.split() if word.startswith("+")]
+WATCHER_LINE = "ACL SETUSER watcher reset on >{password} ~snap:camera:* +scan +hgetall"
+WATCHER_COMMANDS = [word[1:] for word in WATCHER_LINE.split() if word.startswith("+")]
+WATCHER_URL = "redis://watcher:{password}@127.0.0.1:{port}"
+GARDEN = {"IMAGE_KEY_PREFIX": "image:garden", "CAMERA_NAME": "garden"}
 CLUSTER_ACL_EXTRA = "+cluster|slots +command"
 ACL_PASSWORD = "garden-Pa55"
 GARDEN_URL = "redis://garden:{password}@127.0.0.1:{port}"
@@ -211,10 +216,71 @@ def test_acl_user_lacking_expire_is_told_the_command_to_grant(run_snap, acl_redi
 
 
 def test_acl_user_of_another_prefix_is_told_the_keys_to_grant(run_snap, acl_redis, garden_user):
-    result = run_snap(REDIS_URL=garden_user, IMAGE_KEY_PREFIX="image:shed")
+    result = run_snap(REDIS_URL=garden_user, IMAGE_KEY_PREFIX="image:shed", CAMERA_NAME="shed")
 
     assert result.returncode == 77
-    assert "grant the keys with: ACL SETUSER garden ~image:shed:*;" in result.stderr
+    assert "grant the keys with: ACL SETUSER garden ~image:shed:* ~snap:camera:shed;" in (
+        result.stderr
+    )
+
+
+def test_acl_user_of_the_documented_line_writes_its_status(run_snap, acl_redis, garden_user):
+    result = run_snap("--json", REDIS_URL=garden_user, **GARDEN)
+
+    assert result.stderr == ""
+    status = acl_redis.client().hgetall("snap:camera:garden")
+    assert status[b"last_key"].decode() == json.loads(result.stdout)["key"]
+
+
+@pytest.mark.parametrize(("fault", "exit_code"), [("", 0), ("absent", 69)])
+def test_acl_refusing_the_status_key_leaves_the_run_as_it_was_with_one_warning(
+    run_snap, acl_redis, fault, exit_code
+):
+    admin = acl_redis.client()
+    admin.flushall()
+    set_user(admin, ACL_LINE.format(password=ACL_PASSWORD).replace(" ~snap:camera:garden", ""))
+    url = GARDEN_URL.format(password=ACL_PASSWORD, port=acl_redis.port)
+
+    result = run_snap(REDIS_URL=url, FAKE_CAMERA_FAULTS=fault, **GARDEN)
+
+    assert result.returncode == exit_code
+    assert len(admin.keys("image:garden:*")) == (1 if exit_code == 0 else 0)
+    (warning,) = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert re.fullmatch(
+        r"snap: warning: status not written to snap:camera:garden: Redis refused access at "
+        rf"redis://garden:\*\*\*\*@127\.0\.0\.1:{acl_redis.port}: [^;]*keys?[^;]*; "
+        r"grant the keys with: ACL SETUSER garden ~image:garden:\* ~snap:camera:garden",
+        warning,
+    )
+    assert admin.keys("snap:*") == []
+
+
+def test_acl_watcher_of_the_documented_line_lists_the_fleet(run_snap, acl_redis, garden_user):
+    run_snap(REDIS_URL=garden_user, **GARDEN)
+    set_user(acl_redis.client(), WATCHER_LINE.format(password=ACL_PASSWORD))
+
+    result = run_snap(
+        "--status", REDIS_URL=WATCHER_URL.format(password=ACL_PASSWORD, port=acl_redis.port)
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("garden: ok, last shot ")
+
+
+@pytest.mark.parametrize("command", WATCHER_COMMANDS)
+def test_acl_watcher_lacking_a_documented_command_is_told_to_grant_it(
+    run_snap, acl_redis, garden_user, command
+):
+    run_snap(REDIS_URL=garden_user, **GARDEN)
+    line = WATCHER_LINE.format(password=ACL_PASSWORD).replace(f" +{command}", "")
+    set_user(acl_redis.client(), line)
+
+    result = run_snap(
+        "--status", REDIS_URL=WATCHER_URL.format(password=ACL_PASSWORD, port=acl_redis.port)
+    )
+
+    assert result.returncode == 77
+    assert f"grant it with: ACL SETUSER watcher +{command}" in result.stderr
 
 
 # --- Redis Cluster -------------------------------------------------------------
@@ -297,6 +363,22 @@ def test_cluster_acl_user_with_the_cluster_commands_stores_the_shot(run_snap, cl
     )
 
     assert stored(cluster_db, result)[b"mime_type"] == b"image/jpeg"
+
+
+def test_cluster_status_lists_cameras_whose_status_lies_on_any_node(run_snap, cluster, cluster_db):
+    names = {}  # a camera name for each node's slots
+    for number in range(1000):
+        node = cluster_db.get_node_from_key(f"snap:camera:pi-{number}")
+        names.setdefault(node.port, f"pi-{number}")
+    for name in names.values():
+        run_snap(REDIS_URL=cluster.url, REDIS_CLUSTER="true", CAMERA_NAME=name)
+
+    result = run_snap("--status", "--json", REDIS_URL=cluster.url, REDIS_CLUSTER="true")
+
+    assert result.returncode == 0, result.stderr
+    listed = [camera["camera"] for camera in json.loads(result.stdout)["cameras"]]
+    assert len(names) == 3
+    assert listed == sorted(names.values())
 
 
 def test_cluster_node_without_redis_cluster_says_to_set_it(

@@ -338,6 +338,18 @@ def test_no_lux_leaves_lux_out(fake, monkeypatch):
     assert "Lux" not in started(fake).capture_metadata(wait=1)
 
 
+def test_fake_camera_lux_sets_the_scene_brightness(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_LUX", "3")
+    cam = started(fake)
+    assert {cam.capture_metadata(wait=1)["Lux"] for _ in range(3)} == {3.0, 3.5, 4.0}
+
+
+def test_bad_fake_camera_lux_is_rejected(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_LUX", "-1")
+    with pytest.raises(ValueError, match="FAKE_CAMERA_LUX"):
+        fake.Picamera2()
+
+
 def test_usb_camera_metadata_has_no_lux(fake, monkeypatch):
     monkeypatch.setenv("FAKE_CAMERA_MODEL", "uvc")
     assert "Lux" not in started(fake).capture_metadata(wait=1)

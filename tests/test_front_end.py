@@ -469,3 +469,27 @@ def test_extra_metadata_leaves_search_results_unchanged(run_snap, search_redis, 
         "mime_type": "image/jpeg",
         "lux": str(report["lux"]),
     }
+
+
+# --- The camera's status hash ------------------------------------------------------------------
+
+STATUS_KEY = "snap:camera:garden"
+
+
+def test_status_hash_is_not_listed_by_the_image_scan(run_snap, front_end):
+    report = shot(run_snap, CAMERA_NAME="garden")
+    run_snap(CAMERA_NAME="garden", FAKE_CAMERA_FAULTS="absent")  # a failure is written too
+
+    assert front_end.exists(STATUS_KEY)
+    assert list_ids(front_end) == [image_id(report)]
+
+
+def test_status_hash_is_not_indexed_by_search(run_snap, search_redis, search_front_end):
+    report = shot(run_snap, REDIS_URL=search_redis.url, CAMERA_NAME="garden")
+    run_snap(REDIS_URL=search_redis.url, CAMERA_NAME="garden", FAKE_CAMERA_FAULTS="absent")
+
+    total = search_front_end.execute_command("FT.SEARCH", INDEX, "*", "LIMIT", "0", "0")
+
+    assert search_front_end.exists(STATUS_KEY)
+    assert total == [1]
+    assert [found["id"] for found in search_images(search_front_end)] == [image_id(report)]

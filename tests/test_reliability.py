@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -356,6 +357,21 @@ def test_sigterm_during_capture_closes_the_camera_and_exits_143(
     assert process.stderr.read() == "snap: error: stopped by SIGTERM\n"
     assert camera_events(camera_dir)[-1] == "close"
     assert redis_db.keys("*") == []
+
+
+def test_sigterm_is_recorded_on_disk_and_reported_by_the_next_run(
+    snap_process, run_snap, redis_db, camera_dir
+):
+    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
+    wait_for_event(camera_dir, "capture_file")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+    assert redis_db.keys("*") == []  # a stopped run does not linger to reach Redis
+
+    run_snap()
+
+    status = redis_db.hgetall(f"snap:camera:{socket.gethostname()}")
+    assert (status[b"last_error"], status[b"last_exit"]) == (b"stopped by SIGTERM", b"0")
 
 
 def test_sigterm_while_storing_spools_the_shot_and_exits_143(

@@ -44,6 +44,8 @@ def test_empty_value_takes_the_default(make_config):
         ("IMAGE_KEY_PREFIX", "image:", "not ending in ':'"),
         ("CAMERA_METADATA", "Lux", "Lux is already stored as lux"),
         ("REDIS_URL", "http://localhost", "expected a redis://, rediss:// or unix:// URL"),
+        ("STATUS_PREFIX", "snap camera", "expected letters, digits and _.:-"),
+        ("MIN_LUX", "-1", "expected a whole number of lux, 0 or more"),
     ],
 )
 def test_invalid_value_is_one_config_error_naming_the_variable(make_config, name, value, reason):
@@ -52,6 +54,34 @@ def test_invalid_value_is_one_config_error_naming_the_variable(make_config, name
 
     assert str(error.value).startswith(f"{name}={value!r} is invalid: ")
     assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("status_prefix", "image_key_prefix"),
+    [
+        ("image", "image"),
+        ("image:status", "image"),
+        ("image:status", "image:garden"),  # front ends list image:*, not only image:garden:*
+        ("snap", "snap:camera:garden"),  # --status would list the shots
+    ],
+)
+def test_status_prefix_overlapping_the_shots_is_refused(
+    make_config, status_prefix, image_key_prefix
+):
+    with pytest.raises(ConfigError, match=rf"^STATUS_PREFIX='{status_prefix}' is invalid: "):
+        make_config(STATUS_PREFIX=status_prefix, IMAGE_KEY_PREFIX=image_key_prefix)
+
+
+def test_status_prefix_beside_the_shots_is_taken(make_config):
+    loaded = make_config(STATUS_PREFIX="imagery:status", IMAGE_KEY_PREFIX="image:garden")
+
+    assert loaded.status_prefix == "imagery:status"
+
+
+def test_status_prefix_set_empty_turns_the_status_off(make_config, tmp_path):
+    (tmp_path / "checkout.env").write_text("STATUS_PREFIX=\n")
+
+    assert make_config().status_prefix == ""
 
 
 def test_password_in_an_invalid_url_is_masked(make_config):

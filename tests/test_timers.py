@@ -621,7 +621,7 @@ def test_camera_instance_shoots_its_camera_with_its_own_settings(
 
     assert result.returncode == 0, result.stderr
     assert "open 1" in camera_events(camera_dir)
-    assert [key.decode() for key in redis_db.keys("*")][0].startswith("image:cam1:")
+    assert [key.decode() for key in redis_db.keys("image:*")][0].startswith("image:cam1:")
 
 
 def test_camera_instance_wins_over_camera_num_in_the_env_file(
@@ -681,6 +681,36 @@ def test_cron_line_kills_a_run_hung_past_its_time_limit(
     assert time.monotonic() - started < 6
     assert "start" in camera_events(camera_dir)
     assert redis_db.keys("*") == []
+
+
+def watch_command(checkout: Path) -> str:
+    """The command of docs/deployments.md's crontab line that watches a fleet."""
+    text = (ROOT / "docs" / "deployments.md").read_text()
+    [line] = [line for line in text.splitlines() if "--status --stale" in line]
+    return line.split(None, 5)[5].replace(str(DOCUMENTED_CHECKOUT), str(checkout))
+
+
+def test_watch_line_prints_nothing_while_every_camera_stores_shots(
+    checkout, dotenv, redis_db, camera_dir, tmp_path
+):
+    run_cron(cron_command(checkout), tmp_path, FAKE_CAMERA_DIR=str(camera_dir))
+
+    result = run_cron(watch_command(checkout), tmp_path)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_watch_line_prints_the_status_when_a_camera_went_quiet(
+    checkout, dotenv, redis_db, camera_dir, tmp_path
+):
+    run_cron(cron_command(checkout), tmp_path, FAKE_CAMERA_DIR=str(camera_dir))
+    [key] = redis_db.keys("snap:camera:*")
+    redis_db.hset(key, "last_stored", int(time.time()) - 700)
+
+    result = run_cron(watch_command(checkout), tmp_path)
+
+    assert result.returncode == 0  # echo's: cron mails what was printed
+    assert "STALE, last shot 11 min ago" in result.stdout
 
 
 # --- The OnCalendar drop-in --------------------------------------------------

@@ -20,6 +20,8 @@ Environment variables, read each time the fake is used:
   FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
+  FAKE_CAMERA_LUX     the scene's brightness: each frame's Lux is this plus 0, 0.5 or 1
+                      (default 400, daylight; e.g. 3 for night)
 
 Timing, like a sensor streaming frames: start() takes FAKE_CAMERA_START_SECONDS, then frame n
 arrives n / FAKE_CAMERA_FPS seconds after start() returned. Each capture_metadata() and
@@ -86,6 +88,7 @@ if "before-0.3.27" in os.environ.get("FAKE_CAMERA_FAULTS", "").split(","):
 FPS = 30.0  # frames per second, unless FAKE_CAMERA_FPS says otherwise
 START_SECONDS = 0.0  # how long start() takes, unless FAKE_CAMERA_START_SECONDS says otherwise
 SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start(), by default
+LUX = 400.0  # the scene's Lux, unless FAKE_CAMERA_LUX says otherwise
 
 _RPI_CONTROLS = {
     "AeConstraintMode": (0, 3, 0),
@@ -263,6 +266,7 @@ class Picamera2:
             os.environ["LIBCAMERA_RPI_TUNING_FILE"] = tuning_file.name
         self._faults = _faults()
         self._fps, self._start_seconds, self._settled_frame = _timing()
+        self._lux = _number("FAKE_CAMERA_LUX", LUX, float, 0.0)
         cameras = _cameras(self._faults)
         if camera_num >= len(cameras) and "absent-old" in self._faults:
             raise IndexError("list index out of range")  # what picamera2 <= 0.3.36 raises
@@ -646,7 +650,7 @@ class Picamera2:
         exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
         gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
         metadata = {
-            "Lux": 400.0 + 0.5 * (self._frame % 3),
+            "Lux": self._lux + 0.5 * (self._frame % 3),
             "ExposureTime": int(exposure),
             "AnalogueGain": float(gain),
             "DigitalGain": 1.0034,
