@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from snapcam import store
@@ -19,13 +21,16 @@ def fields(timestamp: int = 1700000000) -> dict:
 
 
 def test_shot_is_one_hash_with_its_ttl(config, redis_db):
-    key = store.store(store.redis_client(config), config, fields(), 60)
+    shot = fields()
+
+    key = store.store(store.redis_client(config), config, shot, 60)
 
     assert key == "image:1700000000"
     assert redis_db.hgetall(key) == {
         b"image_data": b"\xff\xd8jpeg",
         b"timestamp": b"1700000000",
         b"mime_type": b"image/jpeg",
+        b"shot_id": shot["shot_id"].encode(),
     }
     assert 0 < redis_db.ttl(key) <= 60
 
@@ -47,7 +52,10 @@ def test_shot_fields_hold_the_contract_and_the_metadata_asked_for(make_config):
         timestamp=1700000000,
     )
 
-    assert store.shot_fields(shot, config) == {
+    fields = store.shot_fields(shot, config)
+
+    assert re.fullmatch(r"[0-9a-f]{16}", fields.pop("shot_id"))
+    assert fields == {
         "image_data": shot.jpeg,
         "timestamp": 1700000000,
         "mime_type": "image/jpeg",
