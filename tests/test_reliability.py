@@ -238,7 +238,9 @@ def test_spooled_shot_with_unreadable_fields_is_set_aside(run_snap, redis_db, sp
     result = run_snap()
 
     assert result.returncode == 0, result.stderr
-    assert f"{name}.jpg are unreadable" in result.stderr
+    assert f"spooled shot {name}.jpg cannot be delivered: its fields are unreadable" in (
+        result.stderr
+    )
     assert (spool_dir / f"{name}.json.unreadable").exists()
     assert (spool_dir / f"{name}.jpg").exists()
     assert len(redis_db.keys("image:*")) == 1
