@@ -154,9 +154,10 @@ class Spool:
         return "created by the first shot"
 
     @contextlib.contextmanager
-    def locked(self, wait: float = LOCK_WAIT_SECONDS):
+    def locked(self, wait: float | None = None):
         """Yield whether this run holds the spool: one run at a time adds, trims or delivers.
-        Waits at most `wait` seconds for another run to release it."""
+        Waits at most `wait` seconds (LOCK_WAIT_SECONDS) for another run to release it."""
+        wait = LOCK_WAIT_SECONDS if wait is None else wait
         lock_path = self.directory / ".lock"
         try:
             fd = open_lock(lock_path)

@@ -488,3 +488,33 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
     stored = {redis_db.hget(key, "image_data") for key in keys}
     assert stored == {shot["image_data"] for shot in fields}
     assert all(redis_db.ttl(key) > 0 for key in keys)
+
+
+def test_reply_lost_after_exec_stores_the_shot_once(run_snap, redis_db, exec_reply_lost):
+    result = run_snap("--json", REDIS_URL=exec_reply_lost.url)
+
+    assert exec_reply_lost.dropped.is_set()
+    assert result.returncode == 0, result.stderr
+    [key] = redis_db.keys("image:*")
+    assert json.loads(result.stdout)["key"] == key.decode()
+    assert redis_db.ttl(key) > 0
+
+
+def test_server_dropping_every_write_is_tried_three_times_and_named(
+    run_snap, tmp_path, spool_dir, huge_jpeg
+):
+    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
+    try:
+        before = server.client().info("stats")["total_connections_received"]
+        result = run_snap(REDIS_URL=server.url, FAKE_CAMERA_JPEG=str(huge_jpeg))
+        connections = server.client().info("stats")["total_connections_received"] - before
+    finally:
+        server.stop()
+
+    assert result.returncode == 75
+    assert "dropped the connection on each of 3 tries to write this 1." in result.stderr
+    assert "proto-max-bulk-len 1.0 MB" in result.stderr
+    assert "kept in spool (1 shot" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert connections <= 1 + 3 + 1  # the watch, three writes, the limits
+    assert len(spooled(spool_dir)) == 1

@@ -73,3 +73,14 @@ def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config):
 
     with pytest.raises(TemporaryFailure, match="Redis unreachable at redis://127.0.0.1:"):
         store.store(store.redis_client(config), config, fields(), 60)
+
+
+def test_shot_redis_already_has_is_not_stored_again(config, redis_db):
+    shot = fields()
+    client = store.redis_client(config)
+
+    first = store.store(client, config, shot, 60)
+    again = store.store(client, config, dict(shot), 60)
+
+    assert again == first
+    assert redis_db.keys("image:*") == [first.encode()]
