@@ -77,8 +77,7 @@ class Guard:
             if self.unsaved is None:
                 return self.kept
             # A stop signal now would cut the shot short on disk: it waits until the shot is
-            # safe; the kernel's last-resort SIGALRM waits for the save too, within a bound.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            # safe (stop_on_signal); the kernel's last-resort SIGALRM waits too, within a bound.
             self.saving_until = time.monotonic() + SAVE_SECONDS
             alarm_left, _ = signal.setitimer(signal.ITIMER_REAL, SAVE_SECONDS)
             started = time.monotonic()
@@ -93,7 +92,6 @@ class Guard:
                     signal.setitimer(signal.ITIMER_REAL, max(left, LAST_RESORT_SECONDS))
                 else:
                     signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         # A stop signal that came during the save ends the run now that the shot is safe.
         stop, self.pending_stop = self.pending_stop, None
         if stop is not None and threading.current_thread() is threading.main_thread():
@@ -134,8 +132,8 @@ class Guard:
         self.start(LAST_RESORT_SECONDS, f"stopped by {name}", exit_code)
         stop = Interrupted(f"stopped by {name}", exit_code)
         if self.saving_until:
-            # Blocking the signal in the saving thread is not enough: another thread may take
-            # it, and Python runs the handler in the main thread all the same.
+            # Not raised mid-save (blocking the signal would not do: another thread may take
+            # it, and Python runs the handler in the main thread all the same).
             self.pending_stop = stop
             return
         raise stop

@@ -40,12 +40,17 @@ def shot_kept(guard: Guard):
     try:
         yield
     except BaseException as error:
-        try:
-            kept = guard.keep_unsaved()
-        except SpoolError as spool_error:
-            raise SpoolError(f"{describe(error)}; the shot is lost: {spool_error}") from error
-        except Interrupted as stop:  # a stop signal that waited for the shot to be saved
-            stop.args = (f"{stop}{guard.kept}",)
+        stop = None
+        while True:
+            try:
+                kept = guard.keep_unsaved()
+                break
+            except SpoolError as spool_error:
+                raise SpoolError(f"{describe(error)}; the shot is lost: {spool_error}") from error
+            except Interrupted as signal_stop:  # the shot is saved by now, or not begun
+                stop = signal_stop
+        if stop is not None:
+            stop.args = (f"{stop}{kept}",)
             raise stop from error
         if not kept or not isinstance(error, (Exception, Interrupted)):
             raise
@@ -100,8 +105,6 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
 
     def hold(shot: camera.Shot) -> None:
         if not args.dry_run:
-            jpeg = {"image_data": shot.jpeg, "timestamp": shot.timestamp, "mime_type": "image/jpeg"}
-            guard.hold(jpeg)  # the JPEG is safe from here on, even if the fields fail
             held.update(store.shot_fields(shot, config))
             guard.hold(held)
 

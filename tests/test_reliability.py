@@ -17,7 +17,10 @@ from conftest import camera_events, free_port, start_redis
 
 from snapcam import store
 from snapcam.config import Config, load_config
-from snapcam.spool import fields_from_json
+from snapcam.errors import SnapError
+from snapcam.guard import Guard
+from snapcam.run import shot_kept
+from snapcam.spool import Spool, fields_from_json
 
 
 def spooled(spool_dir: Path) -> list[Path]:
@@ -356,18 +359,20 @@ def test_sigterm_during_capture_closes_the_camera_and_exits_143(
     assert redis_db.keys("*") == []
 
 
-def test_sigterm_while_storing_spools_the_shot_and_exits_143(
-    snap_process, silent_redis, camera_dir, spool_dir
+@pytest.mark.parametrize(("name", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signal_while_storing_spools_the_shot(
+    snap_process, silent_redis, silent_listener, spool_dir, name, exit_code
 ):
     process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30")
-    wait_for_event(camera_dir, "close")
-    time.sleep(0.3)
+    silent_listener.settimeout(30)
+    connection, _ = silent_listener.accept()  # the shot is taken, Redis is being asked
 
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(getattr(signal, name))
     process.wait(timeout=10)
+    connection.close()
 
-    assert process.returncode == 143
-    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert process.returncode == exit_code
+    assert f"stopped by {name}; kept in spool (1 shot" in process.stderr.read()
     assert len(spooled(spool_dir)) == 1
 
 
@@ -380,6 +385,93 @@ def test_ctrl_c_during_capture_exits_130(snap_process, camera_dir):
 
     assert process.returncode == 130
     assert camera_events(camera_dir)[-1] == "close"
+
+
+# --- The shot is held from the capture until Redis has it ------------------------
+
+
+def test_any_exception_after_the_capture_keeps_the_shot(tmp_path):
+    guard = Guard(Spool(tmp_path / "spool", 10_000_000))
+    guard.spool.prepare()
+
+    with pytest.raises(SnapError) as raised:
+        with shot_kept(guard):
+            guard.hold({"image_data": b"\xff\xd8", "timestamp": 1700000000, "mime_type": "x"})
+            raise OverflowError("timeout value is too large")
+
+    assert raised.value.exit_code == 70
+    assert str(raised.value) == (
+        "unexpected OverflowError: timeout value is too large; kept in spool (1 shot, 0 kB)"
+    )
+    assert len(guard.spool.entries()) == 1
+
+
+def test_camera_hung_while_closing_keeps_the_shot(run_snap, redis_db, spool_dir):
+    result = run_snap(RUN_TIMEOUT="3", FAKE_CAMERA_FAULTS="hang-close")
+
+    assert result.returncode == 69
+    assert re.search(
+        r"run timed out after 3 s while closing the camera; kept in spool \(1 shot, \d+ kB\)\n$",
+        result.stderr,
+    )
+    assert len(spooled(spool_dir)) == 1
+    assert redis_db.keys("*") == []
+
+
+def test_output_that_hangs_keeps_the_shot(run_snap, redis_db, spool_dir, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody reads it: opening it for writing blocks
+
+    result = run_snap("--output", str(fifo), RUN_TIMEOUT="3")
+
+    assert result.returncode == 73
+    assert "run timed out after 3 s while writing --output; kept in spool (1 shot" in (
+        result.stderr
+    )
+    assert len(spooled(spool_dir)) == 1
+
+
+@pytest.fixture
+def spool_held(spool_dir):
+    """The spool's lock, held as another run delivering a long backlog holds it."""
+    spool_dir.mkdir()
+    with open(spool_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def test_deadline_during_a_slow_save_is_not_cut_short_by_sigalrm(
+    snap_process, silent_redis, silent_listener, spool_dir, spool_held
+):
+    process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30", RUN_TIMEOUT="2")
+    silent_listener.settimeout(30)
+    connection, _ = silent_listener.accept()
+    storing = time.monotonic()
+
+    process.wait(timeout=30)
+    seconds = time.monotonic() - storing
+    connection.close()
+
+    assert process.returncode == 75, process.stderr.read()
+    assert "while storing in Redis; kept in spool (1 shot" in process.stderr.read()
+    assert 5 <= seconds < 2 + 5 + 2  # the deadline, then the bounded wait for the spool
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_stop_signal_during_a_save_waits_for_the_shot_to_be_kept(
+    snap_process, spool_dir, spool_held
+):
+    process = snap_process(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    for line in process.stderr:
+        if "for another run to release the spool" in line:
+            break
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+    assert process.returncode == 143
+    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert len(spooled(spool_dir)) == 1
 
 
 # --- One camera, one run -------------------------------------------------------
