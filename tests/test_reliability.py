@@ -46,6 +46,13 @@ def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def wait_for_text(path: Path, text: str, count: int = 1, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while path.read_text().count(text) < count:
+        assert time.monotonic() < deadline, f"no {count} x {text!r} in {path.read_text()!r}"
+        time.sleep(0.05)
+
+
 def processes_mentioning(text: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if text in line and "ps -eo" not in line]
@@ -167,9 +174,9 @@ def test_redis_killed_then_restarted_gets_the_backlog_oldest_first_with_remainin
     monitor_log = spool_dir.parent / "monitor.log"
     with monitor_log.open("w") as log:
         monitor = subprocess.Popen(["redis-cli", "-p", str(server.port), "monitor"], stdout=log)
-        time.sleep(0.3)
+        wait_for_text(monitor_log, "OK\n")  # monitoring
         third = run_snap("--json", REDIS_URL=server.url, IMAGE_EXPIRY="100")
-        time.sleep(0.3)
+        wait_for_text(monitor_log, '"HSET"', count=3)  # its own shot and the backlog's two
         monitor.terminate()
         monitor.wait()
 
@@ -274,6 +281,36 @@ def test_check_reports_the_backlog(run_snap, spool_dir):
     assert f"spool: ok ({spool_dir}, 1 shot, " in result.stdout
 
 
+def test_check_shows_files_killed_runs_left(run_snap, spool_dir):
+    spool_dir.mkdir()
+    (spool_dir / ".1700000000-1-abcdef.jpg.partial").write_bytes(bytes(2000))
+
+    result = run_snap("--check")
+
+    assert result.returncode == 0, result.stdout
+    assert "0 shots, 0 kB waiting; 1 unfinished file(s) of killed runs, 2 kB" in result.stdout
+
+
+def test_spooled_shot_redis_refuses_does_not_hold_up_the_ones_behind_it(
+    run_snap, tmp_path, spool_dir, huge_jpeg
+):
+    down = f"redis://127.0.0.1:{free_port()}"
+    run_snap(REDIS_URL=down, FAKE_CAMERA_JPEG=str(huge_jpeg))
+    run_snap(REDIS_URL=down)
+    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
+    try:
+        result = run_snap(REDIS_URL=server.url)
+        stored = server.client().keys("image:*")
+    finally:
+        server.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert len(stored) == 2  # its own shot and the small spooled one
+    assert "kept for later: Redis dropped the connection" in result.stderr
+    [left] = spooled(spool_dir)
+    assert left.read_bytes() == huge_jpeg.read_bytes()
+
+
 def test_check_creates_no_spool_dir(run_snap, spool_dir):
     result = run_snap("--check")
 
@@ -316,19 +353,24 @@ def test_no_half_file_is_taken_for_a_shot(run_snap, redis_db, spool_dir):
     ],
 )
 def test_camera_hung_beyond_python_exceptions_ends_within_run_timeout(
-    run_snap, redis_db, camera_dir, faults, step
+    snap_process, redis_db, camera_dir, faults, step
 ):
-    result = run_snap(
+    process = snap_process(
         RUN_TIMEOUT="3",
         CAMERA_AUTOFOCUS="true",
         AUTOFOCUS_TIMEOUT="30",
         CAPTURE_TIMEOUT="30",
         FAKE_CAMERA_FAULTS=faults,
     )
+    wait_for_event(camera_dir, "global_camera_info")  # the watchdog runs by then
+    armed = time.monotonic()
 
-    assert result.returncode == 69
-    assert result.stderr.endswith(f"snap: error: run timed out after 3 s while {step}\n")
-    assert result.seconds < 3 + 2
+    process.wait(timeout=30)
+    seconds = time.monotonic() - armed
+
+    assert process.returncode == 69
+    assert process.stderr.read().endswith(f"snap: error: run timed out after 3 s while {step}\n")
+    assert seconds < 3 + 2
     assert processes_mentioning(str(camera_dir.parent)) == []
     assert redis_db.keys("*") == []
 
@@ -477,10 +519,10 @@ def test_stop_signal_during_a_save_waits_for_the_shot_to_be_kept(
 # --- One camera, one run -------------------------------------------------------
 
 
-def test_second_run_on_the_same_camera_waits_for_the_first(snap_process, redis_db):
+def test_second_run_on_the_same_camera_waits_for_the_first(snap_process, redis_db, camera_dir):
     slow = {"SETTLE_TIMEOUT": "1.5", "FAKE_CAMERA_FAULTS": "never-settle"}
     first = snap_process(**slow)
-    time.sleep(0.5)
+    wait_for_event(camera_dir, "start")
     second = snap_process(**slow)
 
     first.wait(timeout=30)
@@ -508,7 +550,7 @@ def test_camera_still_locked_at_lock_timeout_exits_75_naming_the_holder(
     assert first.returncode == 0
 
 
-def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, run_snap, snap_env):
+def test_camera_held_by_another_program_exits_69_after_retrying(run_snap, snap_env, camera_dir):
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -519,7 +561,7 @@ def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, ru
         stdin=subprocess.PIPE,
     )
     try:
-        time.sleep(1)
+        wait_for_event(camera_dir, "open 0")
         result = run_snap()
     finally:
         holder.stdin.close()

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +116,49 @@ def test_lock_file_is_created_writable_by_every_user(spool):
         pass
 
     assert stat.S_IMODE((spool.directory / ".lock").stat().st_mode) == 0o666
+
+
+KEEP_AS_NOBODY = """
+import logging, sys
+from pathlib import Path
+from snapcam.spool import Spool
+logging.basicConfig(format="%(message)s")
+spool = Spool(Path(sys.argv[1]), 1_000)
+spool.keep({"image_data": b"\\xff\\xd8" * 1000, "timestamp": 1700000001, "mime_type": "x"})
+"""
+
+
+@pytest.fixture
+def shared_spool():
+    """A spool every user may write to, as a root test shot and the service user share it."""
+    parent = Path(tempfile.mkdtemp())
+    parent.chmod(0o755)
+    spool = Spool(parent / "spool", max_bytes=1_000)
+    spool.prepare()
+    spool.directory.chmod(0o777)
+    yield spool
+    shutil.rmtree(parent)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.parametrize("mode", [0o666, 0o644])
+def test_lock_file_another_user_made_still_serves_this_run(shared_spool, mode):
+    shared_spool.keep(shot(1700000000))
+    (shared_spool.directory / ".lock").chmod(mode)
+
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+        + ["-c", KEEP_AS_NOBODY, str(shared_spool.directory)],
+        cwd=Path(spool_module.__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "lock" not in result.stderr
+    # Trimmed, as only the holder of the lock trims.
+    assert [entry.timestamp for entry in shared_spool.entries()] == [1700000001]
 
 
 def test_waiting_for_the_lock_is_bounded(spool, monkeypatch):
