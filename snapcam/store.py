@@ -203,7 +203,8 @@ def size_limits(client) -> str:
         }
     except (*redis_errors(), ValueError):
         return ""
-    return "".join(f", {name} {size / 1e6:.1f} MB" for name, size in limits.items() if size)
+    known = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in limits.items() if size)
+    return f" (here: {known})" if known else ""
 
 
 def dropped_failure(client, fields: dict[str, Any], causes: list[Exception]) -> ShotRefused:
@@ -213,6 +214,17 @@ def dropped_failure(client, fields: dict[str, Any], causes: list[Exception]) -> 
         f"{size:.1f} MB shot ({server_reason(causes[-1])}): a shot over the server's "
         f"proto-max-bulk-len or client-query-buffer-limit is refused this way{size_limits(client)}"
     )
+
+
+def own_shot(pipe, key: str, shot_id: str) -> bool:
+    """Whether the hash under `key` is this shot; taken as not when the key is no hash, or
+    when the ACL grants no HGET (it is optional: docs/deployments.md)."""
+    import redis
+
+    try:
+        return pipe.hget(key, SHOT_ID) == shot_id.encode()
+    except redis.ResponseError:
+        return False
 
 
 def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
@@ -235,11 +247,10 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
         with client.pipeline(transaction=True) as pipe:
             while True:
                 pipe.watch(key)
-                kind = pipe.type(key)
-                if kind in (b"hash", "hash") and pipe.hget(key, SHOT_ID) == shot_id.encode():
-                    pipe.reset()
-                    return key
-                if kind not in (b"none", "none"):
+                if pipe.exists(key):
+                    if own_shot(pipe, key, shot_id):
+                        pipe.reset()
+                        return key
                     # reset(), not unwatch(): a cluster pipeline stays bound to the
                     # watched key's slot until reset, and the next key has another.
                     pipe.reset()
