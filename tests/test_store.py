@@ -8,7 +8,7 @@ import pytest
 
 from snapcam import store
 from snapcam.camera import Shot
-from snapcam.errors import TemporaryFailure
+from snapcam.errors import ShotRefused, TemporaryFailure
 
 
 @pytest.fixture
@@ -84,3 +84,10 @@ def test_shot_redis_already_has_is_not_stored_again(config, redis_db):
 
     assert again == first
     assert redis_db.keys("image:*") == [first.encode()]
+
+
+def test_out_of_memory_refuses_the_shot_not_the_server(make_config, full_redis):
+    config = make_config(REDIS_URL=full_redis.url)
+
+    with pytest.raises(ShotRefused, match="out of memory"):
+        store.store(store.redis_client(config), config, fields(), 60)
