@@ -200,10 +200,13 @@ def capture(picam2, timeout: float) -> Shot:
     return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
 
 
-def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
+def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> Shot:
+    """The shot, handed to on_capture(shot) as soon as it exists, before the camera closes,
+    so that whatever happens from then on (a hung close, a signal) cannot lose it."""
     picamera2 = import_picamera2(verbose)
     guard.step("opening the camera")
     picam2 = open_camera(picamera2, config.camera_num)
+    shot = None
     try:
         configure_camera(picam2, config, main_format(picamera2))
         guard.step("starting the camera")
@@ -224,7 +227,9 @@ def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
             guard.step("autofocus")
             autofocus(picam2, config.autofocus_timeout)
         guard.step("capturing")
-        return capture(picam2, config.capture_timeout)
+        shot = capture(picam2, config.capture_timeout)
+        if on_capture is not None:
+            on_capture(shot)
     except RuntimeError as error:
         cancel_pending(picam2)
         raise CameraError(f"camera failed: {error}") from error
@@ -233,4 +238,10 @@ def take_shot(config: Config, guard: Guard, verbose: bool) -> Shot:
         raise
     finally:
         guard.step("closing the camera")
-        picam2.close()
+        try:
+            picam2.close()
+        except Exception as error:
+            if shot is None:
+                raise
+            log.warning("the camera failed to close after the shot: %s", error)
+    return shot

@@ -65,6 +65,11 @@ class TemporaryFailure(SnapError):
     exit_code = os.EX_TEMPFAIL
 
 
+class ShotRefused(TemporaryFailure):
+    """Redis is reachable but refused this one shot (too big, out of memory, a bad value):
+    a spooled shot behind it may still be delivered."""
+
+
 class PermissionRefused(SnapError):
     """Redis authentication or ACL, or installing not as root."""
 

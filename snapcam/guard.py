@@ -7,6 +7,7 @@ a run can end (an error, a stop signal, the deadline) keeps it in the spool.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import math
@@ -15,10 +16,11 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .camera import HUNG_NEXT_STEP
-from .errors import Interrupted, SpoolError, TemporaryFailure
+from .errors import Interrupted, TemporaryFailure
 
 if TYPE_CHECKING:
     from .config import Config
@@ -34,10 +36,14 @@ CAMERA_STEPS = (
     "capturing",
     "closing the camera",
 )
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP: a closed terminal or a dropped ssh session ends a run as systemd's SIGTERM does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # After the watchdog's own deadline, the kernel's SIGALRM ends a run whose timer thread
 # cannot run; after a stop signal, a run that swallowed the exception ends anyway.
 LAST_RESORT_SECONDS = 2
+# Keeping a shot (waiting for the spool's lock, then writing) is bounded by this: the
+# kernel's SIGALRM is put off until then, so that it never cuts a save short.
+SAVE_SECONDS = 15
 
 
 class Guard:
@@ -48,8 +54,11 @@ class Guard:
         self.spool = spool
         self.current_step = "starting"
         self.unsaved: dict[str, Any] | None = None
+        self.kept = ""
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        self.saving_until = 0.0
+        self.pending_stop: Interrupted | None = None
         self.deadline = math.inf  # time.monotonic() at which the run is ended
         self.on_expire: Callable[[str, int], None] | None = None  # (message, exit code)
 
@@ -70,15 +79,28 @@ class Guard:
         """Spool the shot held, once, whoever gets here first; say where it is."""
         with self.lock:
             if self.unsaved is None:
-                return ""
-            # A stop signal now would cut the shot short on disk: it waits until the shot is safe.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                return self.kept
+            # A stop signal now would cut the shot short on disk: it waits until the shot is
+            # safe (stop_on_signal); the kernel's last-resort SIGALRM waits too, within a bound.
+            self.saving_until = time.monotonic() + SAVE_SECONDS
+            alarm_left, _ = signal.setitimer(signal.ITIMER_REAL, SAVE_SECONDS)
+            started = time.monotonic()
             try:
                 fields, self.unsaved = self.unsaved, None
                 self.spool.keep(fields)
+                self.kept = f"; kept in spool ({self.spool.summary()})"
             finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            return f"; kept in spool ({self.spool.summary()})"
+                self.saving_until = 0.0
+                if alarm_left:
+                    left = alarm_left - (time.monotonic() - started)
+                    signal.setitimer(signal.ITIMER_REAL, max(left, LAST_RESORT_SECONDS))
+                else:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        # A stop signal that came during the save ends the run now that the shot is safe.
+        stop, self.pending_stop = self.pending_stop, None
+        if stop is not None and threading.current_thread() is threading.main_thread():
+            raise stop
+        return self.kept
 
     def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
         """Arm the deadline: after `seconds`, end the run with `reason` (default: the step)."""
@@ -88,16 +110,20 @@ class Guard:
         self.timer.daemon = True
         self.timer.start()
         self.deadline = time.monotonic() + seconds
-        signal.setitimer(signal.ITIMER_REAL, seconds + LAST_RESORT_SECONDS)
+        # Never sooner than the end of a save under way.
+        last_resort = max(seconds + LAST_RESORT_SECONDS, self.saving_until - time.monotonic())
+        signal.setitimer(signal.ITIMER_REAL, last_resort)
 
     def expire(self, seconds: float, reason: str, exit_code: int) -> None:
         step = self.current_step
         if not exit_code:
             exit_code = os.EX_UNAVAILABLE if step in CAMERA_STEPS else os.EX_TEMPFAIL
+            if step == "writing --output":
+                exit_code = os.EX_CANTCREAT
         message = reason or f"run timed out after {seconds:g} s while {step}"
         try:
             message += self.keep_unsaved()
-        except SpoolError as error:
+        except Exception as error:  # in this thread, nothing else would report it
             message += f"; the shot is lost: {error}"
         if not reason and step in CAMERA_STEPS:
             message += f"; {HUNG_NEXT_STEP}"
@@ -113,7 +139,13 @@ class Guard:
         name = signal.Signals(signal_number).name
         # If the main thread is stuck where this exception cannot reach, end the run anyway.
         self.start(LAST_RESORT_SECONDS, f"stopped by {name}", exit_code)
-        raise Interrupted(f"stopped by {name}", exit_code)
+        stop = Interrupted(f"stopped by {name}", exit_code)
+        if self.saving_until:
+            # Not raised mid-save (blocking the signal would not do: another thread may take
+            # it, and Python runs the handler in the main thread all the same).
+            self.pending_stop = stop
+            return
+        raise stop
 
     def catch_stop_signals(self) -> None:
         for number in STOP_SIGNALS:
@@ -172,3 +204,19 @@ class CameraLock:
 
     def __exit__(self, *exc_info) -> None:
         os.close(self.fd)  # releases the flock
+
+
+def open_lock(path: Path) -> int:
+    """A lock file shared by every user whose runs use it (a root test shot, a second
+    service): created writable by all; an existing file is opened without O_CREAT, which a
+    sticky directory would refuse, and read-only when it cannot be opened for writing, which
+    flock does not need; never through a symlink."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)
+        return fd
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)

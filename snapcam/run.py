@@ -1,11 +1,14 @@
 """One run: the camera lock, the shot, Redis or the spool, then the spool's backlog.
 
 From the moment the capture returns until Redis confirms the write, the shot is held by
-the run's guard, which keeps it in the spool however the run ends.
+the run's guard, which keeps it in the spool however the run ends: a Redis failure, a stop
+signal, the deadline, or any exception at all, while the camera closes, while --output is
+written or while the shot is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -29,21 +32,49 @@ def write_output(path, jpeg) -> None:
         raise WriteError(f"--output: cannot write {path}: {error.strerror}") from error
 
 
-def store_or_spool(config: Config, guard: Guard, fields: dict[str, Any]):
-    """Store the shot and return (client, key); if Redis does not take it, spool it and say so."""
-    guard.hold(fields)
+@contextlib.contextmanager
+def shot_kept(guard: Guard):
+    """Whatever ends the run before Redis confirms the shot keeps it in the spool, and the
+    error says where it is; the exit code still tells what went wrong (an exception that is
+    no SnapError is an internal error, 70)."""
+    try:
+        yield
+    except BaseException as error:
+        stop = None
+        while True:
+            try:
+                kept = guard.keep_unsaved()
+                break
+            except SpoolError as spool_error:
+                raise SpoolError(f"{describe(error)}; the shot is lost: {spool_error}") from error
+            except Interrupted as signal_stop:  # the shot is saved by now, or not begun
+                stop = signal_stop
+        if stop is not None:
+            stop.args = (f"{stop}{kept}",)
+            raise stop from error
+        if not kept or not isinstance(error, (Exception, Interrupted)):
+            raise
+        if isinstance(error, (SnapError, Interrupted)):
+            error.args = (f"{error}{kept}",)
+            raise
+        raise SnapError(f"{describe(error)}{kept}") from error
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, (SnapError, Interrupted)):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def store_shot(config: Config, guard: Guard, fields: dict[str, Any]):
+    """Store the shot and return (client, key); the guard lets go of it once Redis has it."""
     guard.step("storing in Redis")
     try:
         client = store.redis_client(config)
         key = store.store(client, config, fields, config.image_expiry)
     except SnapError as error:
-        try:
-            kept = guard.keep_unsaved()
-        except SpoolError as spool_error:
-            raise SpoolError(f"not stored: {error}; the shot is lost: {spool_error}") from error
-        raise type(error)(f"not stored: {error}{kept}", error.next_step) from error
-    except Interrupted as stop:
-        raise Interrupted(f"{stop}{guard.keep_unsaved()}", stop.exit_code) from stop
+        error.args = (f"not stored: {error}",)
+        raise
     guard.release()
     return client, key
 
@@ -52,7 +83,7 @@ def deliver_backlog(client, config: Config, guard: Guard) -> None:
     guard.step("delivering the spool")
     spool = guard.spool
     try:
-        with spool.locked(wait=False) as holding:
+        with spool.locked(wait=0) as holding:
             if holding:  # else another run is delivering it
                 spool.deliver(
                     lambda fields, ttl: store.store(client, config, fields, ttl),
@@ -64,30 +95,44 @@ def deliver_backlog(client, config: Config, guard: Guard) -> None:
         log.warning("spool delivery stopped: %s; %s left", error, spool.summary())
 
 
+def skip_dark(config: Config, guard: Guard, args, report, dark, started: float) -> int:
+    """Too dark for MIN_LUX: nothing taken or stored, and the run succeeds."""
+    seconds = round(time.monotonic() - started, 3)
+    report(args, {"key": None, "skipped": str(dark), "lux": dark.lux, "seconds": seconds})
+    if not args.dry_run:
+        status.record_dark(config, guard)
+    return os.EX_OK
+
+
 def run_shot(config: Config, guard: Guard, args, report) -> int:
     """Take the shot, store it (unless --dry-run), report it, deliver the backlog."""
     started = time.monotonic()
     if not args.dry_run:
         guard.spool.prepare()
     guard.step("waiting for another run to finish")
-    try:
-        with CameraLock(config):
-            shot = camera.take_shot(config, guard, args.verbose)
-    except camera.TooDark as dark:
-        seconds = round(time.monotonic() - started, 3)
-        report(args, {"key": None, "skipped": str(dark), "lux": dark.lux, "seconds": seconds})
+    held: dict[str, Any] = {}
+
+    def hold(shot: camera.Shot) -> None:
         if not args.dry_run:
-            status.record_dark(config, guard)
-        return os.EX_OK
-    fields = store.shot_fields(shot, config)
-    output_error = None
-    if args.output is not None:
+            held.update(store.shot_fields(shot, config))
+            guard.hold(held)
+
+    with shot_kept(guard):
         try:
-            write_output(args.output, shot.jpeg)
-        except WriteError as error:
-            output_error = error
-            log.error("%s", error)
-    client, key = (None, None) if args.dry_run else store_or_spool(config, guard, fields)
+            with CameraLock(config):
+                shot = camera.take_shot(config, guard, args.verbose, on_capture=hold)
+        except camera.TooDark as dark:
+            return skip_dark(config, guard, args, report, dark, started)
+        fields = held or store.shot_fields(shot, config)
+        output_error = None
+        if args.output is not None:
+            guard.step("writing --output")
+            try:
+                write_output(args.output, shot.jpeg)
+            except WriteError as error:
+                output_error = error
+                log.error("%s", error)
+        client, key = (None, None) if args.dry_run else store_shot(config, guard, fields)
     report(
         args,
         {

@@ -1,19 +1,21 @@
 """Redis: the shot's hash, its key, and Redis's failures as one clean line each.
 
-A shot is the hash PREFIX:<unix seconds> (image_data, timestamp, mime_type, lux, camera and
-the CAMERA_METADATA fields), written with its TTL in one MULTI/EXEC, never over another.
+A shot is the hash PREFIX:<unix seconds> (image_data, timestamp, mime_type, lux, camera,
+shot_id and the CAMERA_METADATA fields), written with its TTL in one MULTI/EXEC, never over
+another, and never twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .config import to_snake_case
-from .errors import ConfigError, PermissionRefused, SnapError, TemporaryFailure
+from .errors import ConfigError, PermissionRefused, ShotRefused, SnapError, TemporaryFailure
 from .masking import mask_url
 
 if TYPE_CHECKING:
@@ -27,6 +29,15 @@ MIME_TYPE = "image/jpeg"
 REDIS_CLI_TLS_FILES = {"ssl_ca_certs": "--cacert", "ssl_certfile": "--cert", "ssl_keyfile": "--key"}
 # lux when the camera gives no reading (USB cameras): the front ends need a number.
 NO_LUX = -1
+# A random id per shot, stored with it: whoever finds it under a key knows the shot is there.
+SHOT_ID = "shot_id"
+# Writes the server dropped the connection on, the key still free: a shot over its size
+# limits is dropped every time, so after these the shot is refused.
+MAX_DROPPED_WRITES = 3
+
+
+def new_shot_id() -> str:
+    return os.urandom(8).hex()
 
 
 def flat_value(value: Any) -> Any:
@@ -51,6 +62,7 @@ def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
         "timestamp": shot.timestamp,
         "mime_type": MIME_TYPE,
         "camera": config.camera_name,
+        SHOT_ID: new_shot_id(),
     }
     fields["lux"] = lux_reading(shot.metadata)
     if fields["lux"] == NO_LUX:
@@ -61,6 +73,24 @@ def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
         else:
             log.warning("the camera reported no %s metadata", name)
     return fields
+
+
+def field_problem(fields: dict[str, Any]) -> str:
+    """Why these fields cannot go into a Redis hash, or ""."""
+    for name in ("timestamp", "mime_type"):
+        if name not in fields:
+            return f"its fields lack {name}"
+    if type(fields["timestamp"]) is not int:
+        return "its timestamp is not a whole number"
+    for name, value in fields.items():
+        if type(value) not in (str, int, float):
+            return f"its field {name} holds {type(value).__name__}, not a string or a number"
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return f"its field {name} is not valid UTF-8"
+    return ""
 
 
 def redis_client(config: Config):
@@ -125,9 +155,11 @@ def redis_failure(error: Exception, config: Config) -> SnapError:
             f"check that Redis runs: {ping_command(config.redis_url)}",
         )
     if isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM" in server_reason(error):
-        return TemporaryFailure("Redis refused the write: out of memory (maxmemory reached)")
+        return ShotRefused("Redis refused the write: out of memory (maxmemory reached)")
     if isinstance(error, redis.exceptions.ReadOnlyError):
         return TemporaryFailure(f"Redis refused the write: {where} is a read-only replica")
+    if type(error) in (redis.ResponseError, redis.exceptions.ExecAbortError, redis.DataError):
+        return ShotRefused(f"Redis refused the write: {server_reason(error)}")
     return TemporaryFailure(f"Redis refused the write: {server_reason(error)}")
 
 
@@ -175,34 +207,98 @@ def candidate_keys(key_prefix: str, timestamp: int):
         yield f"{key_prefix}:{timestamp}.{number}"
 
 
-def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
-    """Write the shot into a new hash, never into an existing one; return its key.
+def connection_cause(error: Exception) -> Exception | None:
+    """The connection error behind `error`, if any: redis-py reports a connection lost while
+    WATCHing as a WatchError, the same exception as another client writing the key."""
+    import redis
 
-    WATCH makes the check and the write atomic on the server: if another client
-    creates the key in between, EXEC fails and the next name is tried. HSET and
-    EXPIRE go in one MULTI/EXEC, so no shot is ever left without its TTL.
-    """
+    connection_errors = (redis.ConnectionError, redis.TimeoutError)
+    for candidate in (error, error.__cause__, error.__context__):
+        if isinstance(candidate, connection_errors):
+            return candidate
+    return None
+
+
+def size_limits(client) -> str:
+    """The server's limits on a request's size, when this user may read them."""
+    try:
+        limits = {
+            name: int(client.config_get(name).get(name, 0))
+            for name in ("proto-max-bulk-len", "client-query-buffer-limit")
+        }
+    except (*redis_errors(), ValueError):
+        return ""
+    known = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in limits.items() if size)
+    return f" (here: {known})" if known else ""
+
+
+def dropped_failure(client, fields: dict[str, Any], causes: list[Exception]) -> ShotRefused:
+    size = len(fields["image_data"]) / 1e6
+    return ShotRefused(
+        f"Redis dropped the connection on each of {len(causes)} tries to write this "
+        f"{size:.1f} MB shot ({server_reason(causes[-1])}): a shot over the server's "
+        f"proto-max-bulk-len or client-query-buffer-limit is refused this way{size_limits(client)}"
+    )
+
+
+def own_shot(pipe, key: str, shot_id: str) -> bool:
+    """Whether the hash under `key` is this shot; taken as not when the key is no hash, or
+    when the ACL grants no HGET (it is optional: docs/deployments.md)."""
     import redis
 
     try:
+        return pipe.hget(key, SHOT_ID) == shot_id.encode()
+    except redis.ResponseError:
+        return False
+
+
+def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
+    """Write the shot into a new hash, never into an existing one, never twice; return its key.
+
+    WATCH makes the check and the write atomic on the server: if another client creates the
+    key in between, EXEC fails and the key is looked at again. HSET and EXPIRE go in one
+    MULTI/EXEC, so no shot is ever left without its TTL. A failed EXEC is not taken to mean
+    another client won the key: the connection may have dropped after EXEC ran, so the next
+    look at the key tells, by its shot_id, whether this very shot is there (then it is not
+    written again, and the same holds for a spooled shot Redis already had).
+    """
+    import redis
+
+    shot_id = str(fields.setdefault(SHOT_ID, new_shot_id()))
+    keys = candidate_keys(config.image_key_prefix, fields["timestamp"])
+    key = next(keys)
+    dropped: list[Exception] = []
+    try:
         with client.pipeline(transaction=True) as pipe:
-            for key in candidate_keys(config.image_key_prefix, fields["timestamp"]):
-                try:
-                    pipe.watch(key)
-                    if pipe.exists(key):
-                        # reset(), not unwatch(): a cluster pipeline stays bound to the
-                        # watched key's slot until reset, and the next key has another.
+            while True:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    if own_shot(pipe, key, shot_id):
                         pipe.reset()
-                        continue
-                    pipe.multi()
-                    pipe.hset(key, mapping=fields)
-                    pipe.expire(key, ttl)
+                        return key
+                    # reset(), not unwatch(): a cluster pipeline stays bound to the
+                    # watched key's slot until reset, and the next key has another.
+                    pipe.reset()
+                    key = next(keys, "")
+                    if not key:
+                        break
+                    continue
+                pipe.multi()
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, ttl)
+                try:
                     pipe.execute()
                     return key
-                except redis.WatchError:
-                    continue
+                except (redis.WatchError, redis.ConnectionError, redis.TimeoutError) as error:
+                    pipe.reset()
+                    cause = connection_cause(error)
+                    if cause is not None:
+                        dropped.append(cause)
+                        if len(dropped) == MAX_DROPPED_WRITES:
+                            raise dropped_failure(client, fields, dropped) from error
     except redis_errors() as error:
-        raise redis_failure(error, config) from error
+        cause = connection_cause(error) or error
+        raise redis_failure(cause, config) from error
     raise TemporaryFailure(f"Redis refused the write: every key for {fields['timestamp']} is taken")
 
 

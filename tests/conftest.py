@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,12 +147,88 @@ def search_redis(tmp_path_factory) -> RedisServer:
 
 
 @pytest.fixture
-def silent_redis() -> str:
-    """The URL of a port that accepts connections and never answers."""
+def silent_listener() -> socket.socket:
+    """A listening socket that never answers; accept() on it tells that a client connected."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+        yield listener
+
+
+@pytest.fixture
+def silent_redis(silent_listener) -> str:
+    """The URL of a port that accepts connections and never answers."""
+    return f"redis://127.0.0.1:{silent_listener.getsockname()[1]}"
+
+
+class ExecReplyLost:
+    """A TCP relay to a real Redis that passes everything on, except that the first EXEC's
+    reply never reaches the client: once Redis has answered it, the client's connection is
+    closed, as when a network drops between the write and its confirmation."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.dropped = threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            exec_sent = threading.Event()
+            threading.Thread(
+                target=self.to_server, args=(client, upstream, exec_sent), daemon=True
+            ).start()
+            threading.Thread(
+                target=self.to_client, args=(upstream, client, exec_sent), daemon=True
+            ).start()
+
+    def to_server(self, client, upstream, exec_sent) -> None:
+        tail = b""
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                upstream.sendall(data)
+                if not self.dropped.is_set() and b"EXEC\r\n" in tail + data:
+                    exec_sent.set()
+                tail = data[-16:]
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def to_client(self, upstream, client, exec_sent) -> None:
+        answered = b""
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if exec_sent.is_set() and not self.dropped.is_set():
+                    answered += data  # MULTI's +OK, the +QUEUED and then EXEC's array
+                    if re.search(rb"QUEUED\r\n\*\d+\r\n(:\d+\r\n){2}$", answered):
+                        self.dropped.set()
+                        for end in (client, upstream):
+                            end.shutdown(socket.SHUT_RDWR)
+                            end.close()
+                        return
+                    continue
+                client.sendall(data)
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def exec_reply_lost(redis_server) -> ExecReplyLost:
+    """A Redis URL whose first transaction is carried out but whose reply is lost."""
+    relay = ExecReplyLost(redis_server.port)
+    yield relay
+    relay.close()
 
 
 @pytest.fixture
@@ -201,6 +280,35 @@ def big_jpeg(tmp_path_factory) -> Path:
     noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
     noise.save(path, quality=90)
     return path
+
+
+@pytest.fixture(scope="session")
+def huge_jpeg(tmp_path_factory) -> Path:
+    """A noisy JPEG of about 1.5 MB: more than the smallest proto-max-bulk-len (1 MB)."""
+    from PIL import Image
+
+    width, height = 1400, 1000
+    path = tmp_path_factory.mktemp("jpeg") / "huge.jpg"
+    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    noise.save(path, quality=95)
+    assert path.stat().st_size > 1_100_000
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A directory on a 1 MB tmpfs of its own: a disk that fills up. Needs root and mount."""
+    path = tmp_path / "small-disk"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def make_app(directory: Path, copy: bool = False) -> Path:

@@ -532,6 +532,24 @@ def test_hang_start_blocks_until_a_signal_handler_raises(fake):
     assert time.monotonic() - began >= 0.3
 
 
+def test_hang_close_blocks_until_a_signal_handler_raises(fake):
+    code = ALARM_RAISES + (
+        "signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
+        "try:\n    cam.close()\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n"
+        "import os; os._exit(0)  # a second close(), at exit, would hang as well\n"
+    )
+    began = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=fake_env(FAKE_CAMERA_FAULTS="hang-close"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.stdout == "interrupted\n", run.stderr
+    assert time.monotonic() - began >= 0.3
+
+
 HARD_HANG_STEPS = {
     "hang-capture": "cam.start(); cam.capture_file(io.BytesIO(), format='jpeg', wait=0.2)",
     "af-hang": "cam.start(); cam.autofocus_cycle(wait=0.2)",

@@ -18,7 +18,10 @@ from conftest import camera_events, free_port, start_redis
 
 from snapcam import store
 from snapcam.config import Config, load_config
-from snapcam.spool import fields_from_json
+from snapcam.errors import SnapError
+from snapcam.guard import Guard
+from snapcam.run import shot_kept
+from snapcam.spool import Spool, fields_from_json
 
 
 def spooled(spool_dir: Path) -> list[Path]:
@@ -41,6 +44,13 @@ def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while event not in camera_events(camera_dir):
         assert time.monotonic() < deadline, f"no {event} in {camera_events(camera_dir)}"
+        time.sleep(0.05)
+
+
+def wait_for_text(path: Path, text: str, count: int = 1, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while path.read_text().count(text) < count:
+        assert time.monotonic() < deadline, f"no {count} x {text!r} in {path.read_text()!r}"
         time.sleep(0.05)
 
 
@@ -166,9 +176,9 @@ def test_redis_killed_then_restarted_gets_the_backlog_oldest_first_with_remainin
     monitor_log = spool_dir.parent / "monitor.log"
     with monitor_log.open("w") as log:
         monitor = subprocess.Popen(["redis-cli", "-p", str(server.port), "monitor"], stdout=log)
-        time.sleep(0.3)
+        wait_for_text(monitor_log, "OK\n")  # monitoring
         third = run_snap("--json", REDIS_URL=server.url, IMAGE_EXPIRY="100")
-        time.sleep(0.3)
+        wait_for_text(monitor_log, '"HSET"', count=3)  # its own shot and the backlog's two
         monitor.terminate()
         monitor.wait()
 
@@ -240,7 +250,9 @@ def test_spooled_shot_with_unreadable_fields_is_set_aside(run_snap, redis_db, sp
     result = run_snap()
 
     assert result.returncode == 0, result.stderr
-    assert f"{name}.jpg are unreadable" in result.stderr
+    assert f"spooled shot {name}.jpg cannot be delivered: its fields are unreadable" in (
+        result.stderr
+    )
     assert (spool_dir / f"{name}.json.unreadable").exists()
     assert (spool_dir / f"{name}.jpg").exists()
     assert len(redis_db.keys("image:*")) == 1
@@ -269,6 +281,36 @@ def test_check_reports_the_backlog(run_snap, spool_dir):
 
     assert result.returncode == 0, result.stdout
     assert f"spool: ok ({spool_dir}, 1 shot, " in result.stdout
+
+
+def test_check_shows_files_killed_runs_left(run_snap, spool_dir):
+    spool_dir.mkdir()
+    (spool_dir / ".1700000000-1-abcdef.jpg.partial").write_bytes(bytes(2000))
+
+    result = run_snap("--check")
+
+    assert result.returncode == 0, result.stdout
+    assert "0 shots, 0 kB waiting; 1 unfinished file(s) of killed runs, 2 kB" in result.stdout
+
+
+def test_spooled_shot_redis_refuses_does_not_hold_up_the_ones_behind_it(
+    run_snap, tmp_path, spool_dir, huge_jpeg
+):
+    down = f"redis://127.0.0.1:{free_port()}"
+    run_snap(REDIS_URL=down, FAKE_CAMERA_JPEG=str(huge_jpeg))
+    run_snap(REDIS_URL=down)
+    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
+    try:
+        result = run_snap(REDIS_URL=server.url)
+        stored = server.client().keys("image:*")
+    finally:
+        server.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert len(stored) == 2  # its own shot and the small spooled one
+    assert "kept for later: Redis dropped the connection" in result.stderr
+    [left] = spooled(spool_dir)
+    assert left.read_bytes() == huge_jpeg.read_bytes()
 
 
 def test_check_creates_no_spool_dir(run_snap, spool_dir):
@@ -313,22 +355,27 @@ def test_no_half_file_is_taken_for_a_shot(run_snap, redis_db, spool_dir):
     ],
 )
 def test_camera_hung_beyond_python_exceptions_ends_within_run_timeout(
-    run_snap, redis_db, camera_dir, faults, step
+    snap_process, redis_db, camera_dir, faults, step
 ):
-    result = run_snap(
+    process = snap_process(
         RUN_TIMEOUT="3",
         CAMERA_AUTOFOCUS="true",
         AUTOFOCUS_TIMEOUT="30",
         CAPTURE_TIMEOUT="30",
         FAKE_CAMERA_FAULTS=faults,
     )
+    wait_for_event(camera_dir, "global_camera_info")  # the watchdog runs by then
+    armed = time.monotonic()
 
-    assert result.returncode == 69
-    assert result.stderr.endswith(
+    process.wait(timeout=30)
+    seconds = time.monotonic() - armed
+
+    assert process.returncode == 69
+    assert process.stderr.read().endswith(
         f"snap: error: run timed out after 3 s while {step}; "
         "check the ribbon cable and run: rpicam-hello --list-cameras\n"
     )
-    assert result.seconds < 3 + 2
+    assert seconds < 3 + 2
     assert processes_mentioning(str(camera_dir.parent)) == []
     assert redis_db.keys("*") == []
 
@@ -374,18 +421,20 @@ def test_sigterm_is_recorded_on_disk_and_reported_by_the_next_run(
     assert (status[b"last_error"], status[b"last_exit"]) == (b"stopped by SIGTERM", b"0")
 
 
-def test_sigterm_while_storing_spools_the_shot_and_exits_143(
-    snap_process, silent_redis, camera_dir, spool_dir
+@pytest.mark.parametrize(("name", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signal_while_storing_spools_the_shot(
+    snap_process, silent_redis, silent_listener, spool_dir, name, exit_code
 ):
     process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30")
-    wait_for_event(camera_dir, "close")
-    time.sleep(0.3)
+    silent_listener.settimeout(30)
+    connection, _ = silent_listener.accept()  # the shot is taken, Redis is being asked
 
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(getattr(signal, name))
     process.wait(timeout=10)
+    connection.close()
 
-    assert process.returncode == 143
-    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert process.returncode == exit_code
+    assert f"stopped by {name}; kept in spool (1 shot" in process.stderr.read()
     assert len(spooled(spool_dir)) == 1
 
 
@@ -400,13 +449,100 @@ def test_ctrl_c_during_capture_exits_130(snap_process, camera_dir):
     assert camera_events(camera_dir)[-1] == "close"
 
 
+# --- The shot is held from the capture until Redis has it ------------------------
+
+
+def test_any_exception_after_the_capture_keeps_the_shot(tmp_path):
+    guard = Guard(Spool(tmp_path / "spool", 10_000_000))
+    guard.spool.prepare()
+
+    with pytest.raises(SnapError) as raised:
+        with shot_kept(guard):
+            guard.hold({"image_data": b"\xff\xd8", "timestamp": 1700000000, "mime_type": "x"})
+            raise OverflowError("timeout value is too large")
+
+    assert raised.value.exit_code == 70
+    assert str(raised.value) == (
+        "unexpected OverflowError: timeout value is too large; kept in spool (1 shot, 0 kB)"
+    )
+    assert len(guard.spool.entries()) == 1
+
+
+def test_camera_hung_while_closing_keeps_the_shot(run_snap, redis_db, spool_dir):
+    result = run_snap(RUN_TIMEOUT="3", FAKE_CAMERA_FAULTS="hang-close")
+
+    assert result.returncode == 69
+    assert re.search(
+        r"run timed out after 3 s while closing the camera; kept in spool \(1 shot, \d+ kB\)\n$",
+        result.stderr,
+    )
+    assert len(spooled(spool_dir)) == 1
+    assert redis_db.keys("*") == []
+
+
+def test_output_that_hangs_keeps_the_shot(run_snap, redis_db, spool_dir, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody reads it: opening it for writing blocks
+
+    result = run_snap("--output", str(fifo), RUN_TIMEOUT="3")
+
+    assert result.returncode == 73
+    assert "run timed out after 3 s while writing --output; kept in spool (1 shot" in (
+        result.stderr
+    )
+    assert len(spooled(spool_dir)) == 1
+
+
+@pytest.fixture
+def spool_held(spool_dir):
+    """The spool's lock, held as another run delivering a long backlog holds it."""
+    spool_dir.mkdir()
+    with open(spool_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def test_deadline_during_a_slow_save_is_not_cut_short_by_sigalrm(
+    snap_process, silent_redis, silent_listener, spool_dir, spool_held
+):
+    process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30", RUN_TIMEOUT="2")
+    silent_listener.settimeout(30)
+    connection, _ = silent_listener.accept()
+    storing = time.monotonic()
+
+    process.wait(timeout=30)
+    seconds = time.monotonic() - storing
+    connection.close()
+
+    assert process.returncode == 75, process.stderr.read()
+    assert "while storing in Redis; kept in spool (1 shot" in process.stderr.read()
+    assert 5 <= seconds < 2 + 5 + 2  # the deadline, then the bounded wait for the spool
+    assert len(spooled(spool_dir)) == 1
+
+
+def test_stop_signal_during_a_save_waits_for_the_shot_to_be_kept(
+    snap_process, spool_dir, spool_held
+):
+    process = snap_process(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    for line in process.stderr:
+        if "for another run to release the spool" in line:
+            break
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+    assert process.returncode == 143
+    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert len(spooled(spool_dir)) == 1
+
+
 # --- One camera, one run -------------------------------------------------------
 
 
-def test_second_run_on_the_same_camera_waits_for_the_first(snap_process, redis_db):
+def test_second_run_on_the_same_camera_waits_for_the_first(snap_process, redis_db, camera_dir):
     slow = {"SETTLE_TIMEOUT": "1.5", "FAKE_CAMERA_FAULTS": "never-settle"}
     first = snap_process(**slow)
-    time.sleep(0.5)
+    wait_for_event(camera_dir, "start")
     second = snap_process(**slow)
 
     first.wait(timeout=30)
@@ -434,7 +570,7 @@ def test_camera_still_locked_at_lock_timeout_exits_75_naming_the_holder(
     assert first.returncode == 0
 
 
-def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, run_snap, snap_env):
+def test_camera_held_by_another_program_exits_69_after_retrying(run_snap, snap_env, camera_dir):
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -445,7 +581,7 @@ def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, ru
         stdin=subprocess.PIPE,
     )
     try:
-        time.sleep(1)
+        wait_for_event(camera_dir, "open 0")
         result = run_snap()
     finally:
         holder.stdin.close()
@@ -506,3 +642,33 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
     stored = {redis_db.hget(key, "image_data") for key in keys}
     assert stored == {shot["image_data"] for shot in fields}
     assert all(redis_db.ttl(key) > 0 for key in keys)
+
+
+def test_reply_lost_after_exec_stores_the_shot_once(run_snap, redis_db, exec_reply_lost):
+    result = run_snap("--json", REDIS_URL=exec_reply_lost.url)
+
+    assert exec_reply_lost.dropped.is_set()
+    assert result.returncode == 0, result.stderr
+    [key] = redis_db.keys("image:*")
+    assert json.loads(result.stdout)["key"] == key.decode()
+    assert redis_db.ttl(key) > 0
+
+
+def test_server_dropping_every_write_is_tried_three_times_and_named(
+    run_snap, tmp_path, spool_dir, huge_jpeg
+):
+    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
+    try:
+        before = server.client().info("stats")["total_connections_received"]
+        result = run_snap(REDIS_URL=server.url, FAKE_CAMERA_JPEG=str(huge_jpeg))
+        connections = server.client().info("stats")["total_connections_received"] - before
+    finally:
+        server.stop()
+
+    assert result.returncode == 75
+    assert "dropped the connection on each of 3 tries to write this 1." in result.stderr
+    assert "proto-max-bulk-len 1.0 MB" in result.stderr
+    assert "kept in spool (1 shot" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert connections <= 1 + 3 + 1  # the watch, three writes, the limits
+    assert len(spooled(spool_dir)) == 1

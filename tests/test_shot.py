@@ -44,7 +44,14 @@ def test_shot_stores_the_contract_fields(run_snap, redis_db):
     assert result.returncode == 0, result.stderr
     key = only_key(redis_db)
     fields = redis_db.hgetall(key)
-    assert set(fields) == {b"image_data", b"timestamp", b"mime_type", b"lux", b"camera"}
+    assert set(fields) == {
+        b"image_data",
+        b"timestamp",
+        b"mime_type",
+        b"lux",
+        b"camera",
+        b"shot_id",
+    }
     assert fields[b"mime_type"] == b"image/jpeg"
     assert key == f"image:{int(fields[b'timestamp'])}"
     assert before <= int(fields[b"timestamp"]) <= int(time.time())

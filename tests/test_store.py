@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from snapcam import store
 from snapcam.camera import Shot
-from snapcam.errors import TemporaryFailure
+from snapcam.errors import ShotRefused, TemporaryFailure
 
 
 @pytest.fixture
@@ -19,13 +21,16 @@ def fields(timestamp: int = 1700000000) -> dict:
 
 
 def test_shot_is_one_hash_with_its_ttl(config, redis_db):
-    key = store.store(store.redis_client(config), config, fields(), 60)
+    shot = fields()
+
+    key = store.store(store.redis_client(config), config, shot, 60)
 
     assert key == "image:1700000000"
     assert redis_db.hgetall(key) == {
         b"image_data": b"\xff\xd8jpeg",
         b"timestamp": b"1700000000",
         b"mime_type": b"image/jpeg",
+        b"shot_id": shot["shot_id"].encode(),
     }
     assert 0 < redis_db.ttl(key) <= 60
 
@@ -47,7 +52,10 @@ def test_shot_fields_hold_the_contract_and_the_metadata_asked_for(make_config):
         timestamp=1700000000,
     )
 
-    assert store.shot_fields(shot, config) == {
+    fields = store.shot_fields(shot, config)
+
+    assert re.fullmatch(r"[0-9a-f]{16}", fields.pop("shot_id"))
+    assert fields == {
         "image_data": shot.jpeg,
         "timestamp": 1700000000,
         "mime_type": "image/jpeg",
@@ -64,4 +72,22 @@ def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config):
     config = make_config(REDIS_URL=f"redis://127.0.0.1:{free_port()}", REDIS_TIMEOUT="1")
 
     with pytest.raises(TemporaryFailure, match="Redis unreachable at redis://127.0.0.1:"):
+        store.store(store.redis_client(config), config, fields(), 60)
+
+
+def test_shot_redis_already_has_is_not_stored_again(config, redis_db):
+    shot = fields()
+    client = store.redis_client(config)
+
+    first = store.store(client, config, shot, 60)
+    again = store.store(client, config, dict(shot), 60)
+
+    assert again == first
+    assert redis_db.keys("image:*") == [first.encode()]
+
+
+def test_out_of_memory_refuses_the_shot_not_the_server(make_config, full_redis):
+    config = make_config(REDIS_URL=full_redis.url)
+
+    with pytest.raises(ShotRefused, match="out of memory"):
         store.store(store.redis_client(config), config, fields(), 60)

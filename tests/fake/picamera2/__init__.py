@@ -13,6 +13,7 @@ Environment variables, read each time the fake is used:
       af-hang       autofocus_cycle() never completes
       hang-capture  capture_file() never completes
       hang-start    start() never returns
+      hang-close    close() never returns (after logging "close")
       hang-hard     the steps above hang where no exception or signal handler reaches them
       dma-fail      configure() raises OSError ENOMEM
       before-0.3.27 an older picamera2 (Bullseye's): no CompletedRequest.FASTER_JPEG, and no
@@ -69,6 +70,7 @@ FAULTS = {
     "af-hang",
     "hang-capture",
     "hang-start",
+    "hang-close",
     "hang-hard",
     "dma-fail",
     "before-0.3.27",
@@ -551,6 +553,8 @@ class Picamera2:
         if not self.is_open:
             return
         _log_event("close")
+        if "hang-close" in self._faults:
+            self._hang()
         self._stop()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
