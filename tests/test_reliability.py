@@ -473,7 +473,7 @@ def test_camera_hung_while_closing_keeps_the_shot(run_snap, redis_db, spool_dir)
 
     assert result.returncode == 69
     assert re.search(
-        r"run timed out after 3 s while closing the camera; kept in spool \(1 shot, \d+ kB\)\n$",
+        r"run timed out after 3 s while closing the camera; kept in spool \(1 shot, \d+ kB\); ",
         result.stderr,
     )
     assert len(spooled(spool_dir)) == 1
