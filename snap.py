@@ -7,9 +7,13 @@ expiring after IMAGE_EXPIRY seconds. The code is the snapcam package beside this
 Any python3 can run it: without snap's packages it runs itself with the .venv beside it.
 """
 
+import gc
 import sys
 
 if __name__ == "__main__":
+    # A run lasts a second or so: the collector's passes over all that the imports create
+    # cost more time than the little cyclic garbage of one shot is worth.
+    gc.disable()
     from snapcam.launch import ensure_dependencies
 
     ensure_dependencies()  # or hand over to the checkout's .venv, or exit 69

@@ -66,11 +66,11 @@ def describe(error: BaseException) -> str:
     return f"unexpected {type(error).__name__}: {error}"
 
 
-def store_shot(config: Config, guard: Guard, fields: dict[str, Any]):
+def store_shot(config: Config, guard: Guard, connecting: store.Connecting, fields: dict[str, Any]):
     """Store the shot and return (client, key); the guard lets go of it once Redis has it."""
     guard.step("storing in Redis")
     try:
-        client = store.redis_client(config)
+        client = connecting.client()
         key = store.store(client, config, fields, config.image_expiry)
     except SnapError as error:
         error.args = (f"not stored: {error}",)
@@ -109,6 +109,7 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
     started = time.monotonic()
     if not args.dry_run:
         guard.spool.prepare()
+        connecting = store.Connecting(config)
     guard.step("waiting for another run to finish")
     held: dict[str, Any] = {}
 
@@ -132,7 +133,9 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
             except WriteError as error:
                 output_error = error
                 log.error("%s", error)
-        client, key = (None, None) if args.dry_run else store_shot(config, guard, fields)
+        client, key = (
+            (None, None) if args.dry_run else store_shot(config, guard, connecting, fields)
+        )
     report(
         args,
         {

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -110,6 +111,47 @@ def redis_client(config: Config):
         )
     except redis_errors() as error:
         raise redis_failure(error, config) from error
+
+
+class Connecting:
+    """The run's Redis client, made and connected in a thread of its own while the camera
+    starts and settles: importing redis-py and connecting cost a tenth of a second that the
+    camera spends waiting on hardware, with the GIL free. A failure there is raised by
+    client(), where the shot is stored, so the shot is spooled as before."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.made: Any = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.connect, name="redis", daemon=True)
+        self.thread.start()
+
+    def connect(self) -> None:
+        try:
+            client = redis_client(self.config)
+            if not self.config.redis_cluster:  # a cluster client has connected already
+                pool = client.connection_pool
+                try:
+                    pool.release(pool.get_connection())
+                except redis_errors() as error:
+                    raise redis_failure(error, self.config) from error
+            self.made = client
+        except BaseException as error:  # raised again in the thread that stores the shot
+            self.failure = error
+
+    def client(self):
+        """The client, once connected (connecting takes at most REDIS_TIMEOUT, twice over
+        for TLS); what went wrong, raised."""
+        self.thread.join(2 * self.config.redis_timeout + 1)
+        if self.thread.is_alive():
+            raise TemporaryFailure(
+                f"Redis unreachable at {mask_url(self.config.redis_url)} "
+                f"(timeout after {self.config.redis_timeout:g} s)",
+                f"check that Redis runs: {ping_command(self.config.redis_url)}",
+            )
+        if self.failure is not None:
+            raise self.failure
+        return self.made
 
 
 def redis_errors() -> tuple[type[Exception], ...]:

@@ -423,11 +423,12 @@ def test_sigterm_is_recorded_on_disk_and_reported_by_the_next_run(
 
 @pytest.mark.parametrize(("name", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_stop_signal_while_storing_spools_the_shot(
-    snap_process, silent_redis, silent_listener, spool_dir, name, exit_code
+    snap_process, silent_redis, silent_listener, spool_dir, camera_dir, name, exit_code
 ):
     process = snap_process(REDIS_URL=silent_redis, REDIS_TIMEOUT="30")
     silent_listener.settimeout(30)
-    connection, _ = silent_listener.accept()  # the shot is taken, Redis is being asked
+    connection, _ = silent_listener.accept()  # Redis is being asked (from the camera's start)
+    wait_for_event(camera_dir, "close")  # and the shot is taken
 
     process.send_signal(getattr(signal, name))
     process.wait(timeout=10)
