@@ -421,6 +421,23 @@ def test_sigterm_is_recorded_on_disk_and_reported_by_the_next_run(
     assert (status[b"last_error"], status[b"last_exit"]) == (b"stopped by SIGTERM", b"0")
 
 
+def test_redis_is_connected_while_the_camera_starts(
+    snap_process, silent_redis, silent_listener, camera_dir
+):
+    process = snap_process(
+        REDIS_URL=silent_redis, REDIS_TIMEOUT="30", FAKE_CAMERA_START_SECONDS="5"
+    )
+    silent_listener.settimeout(30)
+    connection, _ = silent_listener.accept()
+    wait_for_event(camera_dir, "start")  # while Redis has not answered
+    events = camera_events(camera_dir)
+    process.kill()
+    process.wait(timeout=10)
+    connection.close()
+
+    assert not any(event.startswith("capture_file") for event in events), events
+
+
 @pytest.mark.parametrize(("name", "exit_code"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_stop_signal_while_storing_spools_the_shot(
     snap_process, silent_redis, silent_listener, spool_dir, camera_dir, name, exit_code
