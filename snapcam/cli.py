@@ -14,7 +14,7 @@ from . import __version__, camera, store, units
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
-from .masking import MaskingFilter, mask_url, url_password
+from .masking import MaskingFilter, mask_url
 from .run import run_shot
 from .spool import Spool, size_text
 from .store import NO_LUX
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         reject_timer_options(args)
         check_output_path(args.output)
         config = load_config(args.env_file)
-        handler.addFilter(MaskingFilter(url_password(config.redis_url)))
+        handler.addFilter(MaskingFilter(config.redis_url))
         spool = Spool(config.spool_dir, config.spool_max_bytes)
         guard = Guard(spool)
         guard.start(config.run_timeout)
