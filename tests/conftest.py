@@ -13,9 +13,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CAMERA = ROOT / "tests" / "fake"
+
+# No deadline: an example may import redis-py the first time; examples found are kept out of
+# the checkout.
+settings.register_profile(
+    "snap",
+    deadline=None,
+    max_examples=int(os.environ.get("SNAP_HYPOTHESIS_EXAMPLES", "100")),
+    database=DirectoryBasedExampleDatabase(str(ROOT / "tests" / ".cache" / "hypothesis")),
+)
+settings.load_profile("snap")
 
 # Small pictures keep the suite fast; tests about resolution set their own.
 SNAP_DEFAULTS = {
@@ -247,22 +259,30 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
 
 @pytest.fixture
 def run_snap(snap_app, snap_env):
-    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60")."""
+    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60"). Its standard output
+    and error are captured, unless given as stdout= or stderr=: a file, or "closed"."""
 
-    def run(*args: str, timeout: float = 60, **env: str) -> Run:
+    def run(
+        *args: str, timeout: float = 60, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **env: str
+    ) -> Run:
+        command = [sys.executable, str(snap_app), *args]
+        closed = [f"{fd}>&-" for fd, target in ((1, stdout), (2, stderr)) if target == "closed"]
+        if closed:
+            command = ["sh", "-c", f'exec "$@" {" ".join(closed)}', "sh", *command]
         started = time.monotonic()
         completed = subprocess.run(
-            [sys.executable, str(snap_app), *args],
+            command,
             env={**snap_env, **env},
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE if stdout == "closed" else stdout,
+            stderr=subprocess.PIPE if stderr == "closed" else stderr,
             text=True,
             timeout=timeout,
         )
         return Run(
             completed.returncode,
-            completed.stdout,
-            completed.stderr,
+            completed.stdout or "",
+            completed.stderr or "",
             time.monotonic() - started,
         )
 
