@@ -7,16 +7,18 @@ a run can end (an error, a stop signal, the deadline) keeps it in the spool.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import Interrupted, SpoolError, TemporaryFailure
+from .errors import Interrupted, SpoolError, TemporaryFailure, WriteError
 
 if TYPE_CHECKING:
     from .config import Config
@@ -123,22 +125,33 @@ class CameraLock:
     def open(self) -> int:
         # Shared by every user who may take a shot, so created writable by all; an
         # existing file is opened without O_CREAT, which sticky /run/lock would refuse.
+        # Never through a symbolic link, and never blocking on a FIFO.
+        flags = os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            return os.open(self.path, os.O_RDWR)
+            return os.open(self.path, os.O_RDWR | flags)
         except FileNotFoundError:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | flags, 0o666)
             os.fchmod(fd, 0o666)
             return fd
         except PermissionError:
-            return os.open(self.path, os.O_RDONLY)
+            return os.open(self.path, os.O_RDONLY | flags)
+
+    def opened(self) -> int:
+        """The lock file's descriptor; a path that is no lock file is refused, not written."""
+        try:
+            fd = self.open()
+        except OSError as error:
+            reason = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+            raise WriteError(f"cannot open lock file {self.path}: {reason}") from error
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            os.close(fd)
+            kind = "a hard link" if stat.S_ISREG(status.st_mode) else "not a regular file"
+            raise WriteError(f"cannot use lock file {self.path}: {kind}; remove it")
+        return fd
 
     def __enter__(self) -> CameraLock:
-        try:
-            self.fd = self.open()
-        except OSError as error:
-            raise TemporaryFailure(
-                f"cannot open lock file {self.path}: {error.strerror}"
-            ) from error
+        self.fd = self.opened()
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -39,10 +39,16 @@ def shot_time(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def create_new(path, flags: int) -> int:
+    """An opener for open(): a file of its own, never one a symbolic link planted under its
+    name points to."""
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Temporary file, fsync, rename: a crash never leaves a half file under `path`."""
     temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as file:
+    with open(temporary, "wb", opener=create_new) as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
@@ -110,7 +116,7 @@ class Spool:
     def locked(self, wait: bool = True):
         """Yield whether this run holds the spool: one run at a time adds, trims or delivers."""
         try:
-            fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as error:
             raise self.failure(error) from error
         try:

@@ -486,3 +486,43 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
     stored = {redis_db.hget(key, "image_data") for key in keys}
     assert stored == {shot["image_data"] for shot in fields}
     assert all(redis_db.ttl(key) > 0 for key in keys)
+
+
+# --- Nothing written through a file planted in LOCK_DIR or SPOOL_DIR -------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "hard link"])
+def test_lock_path_that_is_no_lock_file_exits_73_writing_nothing(
+    run_snap, redis_db, camera_dir, tmp_path, kind
+):
+    lock = camera_dir / "snap-camera0.lock"
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    if kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "directory":
+        lock.mkdir()
+    elif kind == "symlink":
+        lock.symlink_to(victim)
+    else:
+        os.link(victim, lock)
+
+    result = run_snap(timeout=20)
+
+    assert result.returncode == 73
+    assert re.fullmatch(rf"snap: error: cannot (open|use) lock file {lock}: .+\n", result.stderr)
+    assert victim.read_text() == "keep me\n"
+    assert camera_events(camera_dir) == []
+    assert redis_db.keys("*") == []
+
+
+def test_spool_lock_planted_as_a_symlink_is_not_followed(run_snap, spool_dir, tmp_path):
+    spool_dir.mkdir()
+    target = tmp_path / "created-through-the-link"
+    (spool_dir / ".lock").symlink_to(target)
+
+    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 73
+    assert "the shot is lost: cannot write to SPOOL_DIR" in result.stderr
+    assert not target.exists()
