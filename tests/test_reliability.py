@@ -421,7 +421,7 @@ def test_camera_held_by_another_program_exits_69_after_retrying(snap_process, ru
             "-c",
             "import picamera2, sys; c = picamera2.Picamera2(0); sys.stdin.read()",
         ],
-        env={**os.environ, **snap_env},
+        env=snap_env,
         stdin=subprocess.PIPE,
     )
     try:
