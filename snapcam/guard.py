@@ -48,6 +48,7 @@ class Guard:
         self.spool = spool
         self.current_step = "starting"
         self.unsaved: dict[str, Any] | None = None
+        self.stored = False  # Redis has this run's shot: the deadline no longer fails the run
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
 
@@ -63,6 +64,7 @@ class Guard:
         """Redis has the shot."""
         with self.lock:
             self.unsaved = None
+            self.stored = True
 
     def keep_unsaved(self) -> str:
         """Spool the shot held, once, whoever gets here first; say where it is."""
@@ -89,16 +91,27 @@ class Guard:
 
     def expire(self, seconds: float, reason: str, exit_code: int) -> None:
         step = self.current_step
+        message = reason or f"run timed out after {seconds:g} s while {step}"
+        if not exit_code and self.stored:  # cut short after the shot was stored
+            log.warning("warning: %s; the shot was stored", message)
+            self.exit(os.EX_OK)
         if not exit_code:
             exit_code = os.EX_UNAVAILABLE if step in CAMERA_STEPS else os.EX_TEMPFAIL
-        message = reason or f"run timed out after {seconds:g} s while {step}"
         try:
             message += self.keep_unsaved()
         except SpoolError as error:
             message += f"; the shot is lost: {error}"
         log.error("error: %s", message)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        self.exit(exit_code)
+
+    @staticmethod
+    def exit(exit_code: int) -> None:
+        """End the process now; standard streams closed, full or broken change nothing."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
         os._exit(exit_code)
 
     def stop_on_signal(self, signal_number: int, frame) -> None:
