@@ -199,18 +199,7 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
     return failures[0] if failures else os.EX_OK
 
 
-def occupy_closed_standard_fds() -> None:
-    """Started with fd 0, 1 or 2 closed, the next file opened (the lock file, Redis's socket)
-    would take its number, and libcamera's log on fd 2 would be written into it."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
-
-
 def main(argv: list[str] | None = None) -> int:
-    occupy_closed_standard_fds()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors

@@ -576,6 +576,18 @@ def test_stdout_that_cannot_be_written_changes_neither_the_code_nor_the_delivery
     assert spooled(spool_dir) == []
 
 
+def test_full_stderr_changes_neither_the_code_nor_the_delivery(run_snap, redis_db, spool_dir):
+    make_backlog(run_snap, spool_dir)
+
+    with open("/dev/full", "w") as full:
+        result = run_snap("--verbose", stderr=full)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("stored image:")
+    assert len(redis_db.keys("image:*")) == 2
+    assert spooled(spool_dir) == []
+
+
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_hung_camera_with_a_closed_stream_still_exits_69(run_snap, redis_db, stream):
     result = run_snap(
