@@ -29,12 +29,8 @@ def secret_spans(rest: str) -> list[tuple[int, int]]:
     at = rest.rfind("@")
     host_start = rest.find("]") + 1 if rest.startswith("[") else 0  # past an IPv6 address
     colon = rest.find(":", host_start, at) if at >= 0 else -1
-    if colon >= 0:
-        end = at
-        for start, stop in spans:  # an @ inside a query password: mask the whole stretch
-            if start <= at < stop:
-                end = stop
-        spans.append((colon + 1, end))
+    if colon >= 0:  # an @ inside a query password: the spans overlap, and merge
+        spans.append((colon + 1, at))
     merged: list[tuple[int, int]] = []
     for start, stop in sorted(spans):
         if merged and start <= merged[-1][1]:

@@ -128,11 +128,17 @@ def one_letter_redis(tmp_path):
 
 @pytest.mark.parametrize("mode", [[], ["--verbose"], ["--check"]], ids=["plain", "-v", "check"])
 def test_one_letter_password_mangles_no_line(run_snap, one_letter_redis, mode):
-    result = run_snap(*mode, REDIS_URL=f"redis://:e@127.0.0.1:{one_letter_redis.port}")
+    result = run_snap(
+        *mode,
+        REDIS_URL=f"redis://:e@127.0.0.1:{one_letter_redis.port}",
+        CAMERA_METADATA="SensorTemperature",  # the fake camera reports none: a warning
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     printed = result.stdout + result.stderr
     assert "****" not in printed.replace(":****@", "")
+    if mode != ["--check"]:
+        assert "warning: the camera reported no SensorTemperature metadata\n" in result.stderr
     if not mode:
         assert result.stdout.startswith("stored image:") and "expires in 3600 s" in result.stdout
     if mode == ["--check"]:
