@@ -254,6 +254,8 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
         "SPOOL_DIR": str(spool_dir),
         "LOCK_DIR": str(camera_dir),
         **SNAP_DEFAULTS,
+        # Set only by tests/mutate: the mutant under test reaches snap.py too.
+        **{name: os.environ[name] for name in ("MUTANT_UNDER_TEST",) if name in os.environ},
     }
 
 
