@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from . import __version__, camera, logs, status, store, units
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
-from .masking import MaskingFilter, mask_url, url_password
+from .masking import MaskingFilter, mask_text, mask_url
 from .run import run_shot
 from .spool import Spool, size_text
 from .store import NO_LUX
@@ -117,9 +118,56 @@ def check_output_path(path: Path | None) -> None:
         raise UsageError(f"--output: directory {path.resolve().parent} does not exist")
 
 
+def emit(line: str) -> None:
+    """One line on standard output. Closed, full or a broken pipe, it costs a warning, never
+    the run: the exit code and the backlog's delivery do not depend on who reads it."""
+    if sys.stdout is None:  # started with standard output closed
+        return
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError) as error:
+        silence(sys.stdout)
+        log.warning("cannot write to standard output: %s", describe(error))
+
+
+def describe(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def silence(stream) -> None:
+    """Point a standard stream that cannot be written at /dev/null, so that what it still
+    buffers, flushed when Python exits, cannot turn the exit code into 120."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                silence(stream)
+
+
+def finite(value: Any) -> Any:
+    """The value for strict JSON: NaN and the infinities become null, at any depth."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def report(args, result: dict) -> None:
     if args.json:
-        print(json.dumps(result, default=str))
+        emit(json.dumps(finite(result), default=str, allow_nan=False))
         return
     if args.quiet:
         return
@@ -129,9 +177,9 @@ def report(args, result: dict) -> None:
     lux = "no lux" if result["lux"] in (None, NO_LUX) else f"lux {result['lux']}"
     size = size_text(result["bytes"])
     if result["key"] is None:
-        print(f"captured {size} ({lux}) in {result['seconds']:.1f} s; not stored (dry run)")
+        emit(f"captured {size} ({lux}) in {result['seconds']:.1f} s; not stored (dry run)")
     else:
-        print(
+        emit(
             f"stored {result['key']} ({size}, {lux}, expires in {result['ttl']} s) "
             f"in {result['seconds']:.1f} s"
         )
@@ -140,27 +188,31 @@ def report(args, result: dict) -> None:
 def run_check(config: Config, spool: Spool, verbose: bool) -> int:
     """One line per check; the first failure's exit code."""
     failures = []
-    print(f"config: ok (REDIS_URL {mask_url(config.redis_url)}, prefix {config.image_key_prefix})")
+
+    def say(line: str) -> None:
+        emit(mask_text(line, config.redis_url))
+
+    say(f"config: ok (REDIS_URL {mask_url(config.redis_url)}, prefix {config.image_key_prefix})")
     try:
         version = store.server_version(store.redis_client(config), config)
-        print(f"redis: ok ({mask_url(config.redis_url)}, {version})")
+        say(f"redis: ok ({mask_url(config.redis_url)}, {version})")
     except SnapError as error:
-        print(f"redis: FAILED: {error.line()}")
+        say(f"redis: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
         cameras = camera.detected_cameras(camera.import_picamera2(verbose))
         for number, info in enumerate(cameras):  # older picamera2 reports no "Num"
-            print(f"camera {number}: {info.get('Model')} ({info.get('Id')})")
+            say(f"camera {number}: {info.get('Model')} ({info.get('Id')})")
         if config.camera_num >= len(cameras):
             raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
-        print(f"camera: ok (CAMERA_NUM {config.camera_num})")
+        say(f"camera: ok (CAMERA_NUM {config.camera_num})")
     except SnapError as error:
-        print(f"camera: FAILED: {error.line()}")
+        say(f"camera: FAILED: {error.line()}")
         failures.append(error.exit_code)
     try:
-        print(f"spool: ok ({config.spool_dir}, {spool.state()})")
+        say(f"spool: ok ({config.spool_dir}, {spool.state()})")
     except SnapError as error:
-        print(f"spool: FAILED: {error.line()}")
+        say(f"spool: FAILED: {error.line()}")
         failures.append(error.exit_code)
     return failures[0] if failures else os.EX_OK
 
@@ -181,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--stale goes with --status")
         check_output_path(args.output)
         config = load_config(args.env_file)
-        handler.addFilter(MaskingFilter(url_password(config.redis_url)))
+        handler.addFilter(MaskingFilter(config.redis_url))
         spool = Spool(config.spool_dir, config.spool_max_bytes)
         guard = Guard(spool)
         guard.start(config.run_timeout)
@@ -206,3 +258,4 @@ def main(argv: list[str] | None = None) -> int:
         return os.EX_SOFTWARE
     finally:
         log.removeHandler(handler)
+        flush_standard_streams()

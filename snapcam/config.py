@@ -10,19 +10,28 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, UsageError
-from .masking import mask_url
+from .masking import mask_text, mask_url, password_misplaced
 
 # Fields of the data contract; CAMERA_METADATA may not shadow them.
 CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
 
-SECONDS = "a number of seconds greater than 0"
-SECONDS_OR_ZERO = "a number of seconds, 0 or more"
+# Redis refuses an EXPIRE whose moment in milliseconds overflows 64 bits (2**63 ms is about
+# 9.2e15 s from 1970); inside MULTI the HSET lands all the same, leaving a key that never
+# expires. 10**15 s is far inside that, on any Redis and any clock.
+IMAGE_EXPIRY_MAX = 10**15
+# The longest wait the platform takes: a socket wait is handed to poll() as a C int of
+# milliseconds, which wraps past 2**31 - 1 ms; timers and locks overflow later.
+TIMEOUT_MAX = 2_147_483
+
+SECONDS = f"a number of seconds greater than 0, at most {TIMEOUT_MAX}"
+SECONDS_OR_ZERO = f"a number of seconds from 0 to {TIMEOUT_MAX}"
 BOOLEAN = "true or false"
 
 
@@ -45,6 +54,10 @@ def to_snake_case(name: str) -> str:
 def check_redis_url(url: str) -> str:
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    if password_misplaced(url):
+        raise ValueError(
+            "a /, ?, # or @ in a password must be percent-encoded (%2F, %3F, %23, %40)"
+        )
     return url
 
 
@@ -74,11 +87,12 @@ SETTINGS = {
         Setting("REDIS_URL", "redis://localhost:6379", "Redis URL: redis://, rediss:// or unix://",
                 expected="a URL", check=check_redis_url),
         Setting("REDIS_TIMEOUT", 5.0, "seconds to wait for Redis to connect or answer",
-                "float", SECONDS, 0, True),
+                "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("REDIS_CLUSTER", False, "REDIS_URL names a node of a Redis Cluster",
                 "bool", BOOLEAN),
         Setting("IMAGE_EXPIRY", 3600, "seconds a shot stays in Redis (its TTL)",
-                "int", "a whole number of seconds, 1 or more", 1),
+                "int", f"a whole number of seconds from 1 to {IMAGE_EXPIRY_MAX}", 1,
+                maximum=IMAGE_EXPIRY_MAX),
         Setting("IMAGE_KEY_PREFIX", "image", "shots are stored as PREFIX:<unix seconds>",
                 expected="a prefix", check=check_key_prefix),
         Setting("CAMERA_NAME", None, "stored in each shot's camera field (default: hostname)",
@@ -99,19 +113,19 @@ SETTINGS = {
         Setting("CAMERA_AUTOFOCUS", False, "run one autofocus cycle before the shot",
                 "bool", BOOLEAN),
         Setting("AUTOFOCUS_TIMEOUT", 5.0, "seconds the autofocus cycle may take",
-                "float", SECONDS, 0, True),
+                "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("SETTLE_TIMEOUT", 3.0, "seconds to wait for exposure to settle (0: don't)",
-                "float", SECONDS_OR_ZERO, 0),
+                "float", SECONDS_OR_ZERO, 0, maximum=TIMEOUT_MAX),
         Setting("MIN_LUX", None, "no shot while the camera's lux is below this (default: always)",
                 "int", "a whole number of lux, 0 or more", 0),
         Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take",
-                "float", SECONDS, 0, True),
+                "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("CAMERA_METADATA", (), "metadata to store too, e.g. ExposureTime,AnalogueGain",
                 expected="metadata names", check=parse_metadata_names),
         Setting("RUN_TIMEOUT", 60.0, "seconds a whole run may take, hung camera or Redis included",
-                "float", SECONDS, 0, True),
+                "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("LOCK_TIMEOUT", 20.0, "seconds to wait while another run uses the same camera",
-                "float", SECONDS_OR_ZERO, 0),
+                "float", SECONDS_OR_ZERO, 0, maximum=TIMEOUT_MAX),
         Setting("LOCK_DIR", "/run/lock", "where the per-camera lock file lives",
                 expected="a directory"),
         Setting("SPOOL_DIR", None,
@@ -185,6 +199,7 @@ def read_setting(env, setting: Setting) -> Any:
     if raw == "":
         return setting.default
     shown = mask_url(raw) if setting.name == "REDIS_URL" else raw
+    check_text(setting.name, raw, shown)
     options = {}
     if setting.minimum is not None or setting.maximum is not None:
         options["validate"] = Range(
@@ -201,22 +216,68 @@ def read_setting(env, setting: Setting) -> Any:
         raise ConfigError(f"{setting.name}={shown!r} is invalid: {error}") from error
 
 
+def check_text(name: str, raw: str, shown: str) -> None:
+    """Text every later step can take: UTF-8 (the environment may hold any bytes), no NUL."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name}={shown!r} is invalid: not UTF-8 text") from None
+    if "\0" in raw:
+        raise ConfigError(f"{name}={shown!r} is invalid: it holds a NUL character")
+
+
+def open_nonblocking(path, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def check_env_file(path: Path) -> None:
+    """A .env that is a regular file (opening a FIFO would block) of UTF-8 text."""
+    try:
+        with open(path, "rb", opener=open_nonblocking) as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError(f"cannot read {path}: not a regular file")
+            data = file.read()
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line}"
+        ) from None
+
+
 def read_env_file(env, env_file: Path | None) -> None:
-    if env_file is not None:
-        if not env_file.is_file():
-            raise UsageError(f"--env-file: no such file: {env_file}")
-        env.read_env(str(env_file), recurse=False, override=False)
-    elif default_env_file().is_file():
-        env.read_env(str(default_env_file()), recurse=False, override=False)
+    if env_file is not None and not os.path.lexists(env_file):
+        raise UsageError(f"--env-file: no such file: {env_file}")
+    path = env_file or default_env_file()
+    if not os.path.lexists(path):
+        return
+    check_env_file(path)
+    try:
+        env.read_env(str(path), recurse=False, override=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
 
 
 def check_redis_url_parses(url: str) -> None:
+    """The URL as redis-py reads it: its options, and timeouts the platform can take."""
     import redis
 
     try:
-        redis.ConnectionPool.from_url(url)  # parses only: nothing connects
-    except ValueError as error:
-        raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {error}") from error
+        # Builds a connection object from the URL's options; nothing connects.
+        connection = redis.ConnectionPool.from_url(url).make_connection()
+    except Exception as error:  # redis-py raises ValueError, TypeError, RedisError ...
+        reason = mask_text(str(error), url)
+        raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {reason}") from None
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        value = getattr(connection, option, None)
+        if value is not None and value > TIMEOUT_MAX:
+            raise ConfigError(
+                f"REDIS_URL={mask_url(url)!r} is invalid: {option}={value:g} is over "
+                f"{TIMEOUT_MAX} s, the longest wait the platform takes"
+            )
 
 
 def check_status_prefix(env, values: dict[str, Any]) -> None:

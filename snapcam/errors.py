@@ -10,7 +10,10 @@ EXIT_CODES = (
     (os.EX_USAGE, "bad command line"),
     (os.EX_UNAVAILABLE, "camera unavailable: none detected, busy, failed or hung"),
     (os.EX_SOFTWARE, "internal error: please report it with the --verbose output"),
-    (os.EX_CANTCREAT, "SPOOL_DIR, the --output file or a unit file cannot be written"),
+    (
+        os.EX_CANTCREAT,
+        "SPOOL_DIR, the camera's lock file, the --output file or a unit file cannot be written",
+    ),
     (
         os.EX_TEMPFAIL,
         "Redis unavailable or refused the write (shot spooled), or camera still locked",
@@ -49,7 +52,7 @@ class CameraError(SnapError):
 
 
 class WriteError(SnapError):
-    """SPOOL_DIR, the --output file or a unit file cannot be written."""
+    """SPOOL_DIR, the camera's lock file, the --output file or a unit file cannot be written."""
 
     exit_code = os.EX_CANTCREAT
 

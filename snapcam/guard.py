@@ -8,11 +8,13 @@ a run can end (an error, a stop signal, the deadline) keeps it in the spool.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .camera import HUNG_NEXT_STEP
-from .errors import Interrupted, TemporaryFailure
+from .errors import Interrupted, TemporaryFailure, WriteError
 
 if TYPE_CHECKING:
     from .config import Config
@@ -55,6 +57,7 @@ class Guard:
         self.current_step = "starting"
         self.unsaved: dict[str, Any] | None = None
         self.kept = ""
+        self.stored = False  # Redis has this run's shot: the deadline no longer fails the run
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
         self.saving_until = 0.0
@@ -74,6 +77,7 @@ class Guard:
         """Redis has the shot."""
         with self.lock:
             self.unsaved = None
+            self.stored = True
 
     def keep_unsaved(self) -> str:
         """Spool the shot held, once, whoever gets here first; say where it is."""
@@ -116,11 +120,14 @@ class Guard:
 
     def expire(self, seconds: float, reason: str, exit_code: int) -> None:
         step = self.current_step
+        message = reason or f"run timed out after {seconds:g} s while {step}"
+        if not exit_code and self.stored:  # cut short after the shot was stored
+            log.warning("%s; the shot was stored", message)
+            self.exit(os.EX_OK)
         if not exit_code:
             exit_code = os.EX_UNAVAILABLE if step in CAMERA_STEPS else os.EX_TEMPFAIL
             if step == "writing --output":
                 exit_code = os.EX_CANTCREAT
-        message = reason or f"run timed out after {seconds:g} s while {step}"
         try:
             message += self.keep_unsaved()
         except Exception as error:  # in this thread, nothing else would report it
@@ -130,8 +137,16 @@ class Guard:
         log.error("%s", message)
         if self.on_expire is not None:
             self.on_expire(message, exit_code)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        self.exit(exit_code)
+
+    @staticmethod
+    def exit(exit_code: int) -> None:
+        """End the process now; standard streams closed, full or broken change nothing."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
         os._exit(exit_code)
 
     def stop_on_signal(self, signal_number: int, frame) -> None:
@@ -164,22 +179,33 @@ class CameraLock:
     def open(self) -> int:
         # Shared by every user who may take a shot, so created writable by all; an
         # existing file is opened without O_CREAT, which sticky /run/lock would refuse.
+        # Never through a symbolic link, and never blocking on a FIFO.
+        flags = os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            return os.open(self.path, os.O_RDWR)
+            return os.open(self.path, os.O_RDWR | flags)
         except FileNotFoundError:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | flags, 0o666)
             os.fchmod(fd, 0o666)
             return fd
         except PermissionError:
-            return os.open(self.path, os.O_RDONLY)
+            return os.open(self.path, os.O_RDONLY | flags)
+
+    def opened(self) -> int:
+        """The lock file's descriptor; a path that is no lock file is refused, not written."""
+        try:
+            fd = self.open()
+        except OSError as error:
+            reason = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+            raise WriteError(f"cannot open lock file {self.path}: {reason}") from error
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            os.close(fd)
+            kind = "a hard link" if stat.S_ISREG(status.st_mode) else "not a regular file"
+            raise WriteError(f"cannot use lock file {self.path}: {kind}; remove it")
+        return fd
 
     def __enter__(self) -> CameraLock:
-        try:
-            self.fd = self.open()
-        except OSError as error:
-            raise TemporaryFailure(
-                f"cannot open lock file {self.path}: {error.strerror}"
-            ) from error
+        self.fd = self.opened()
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -52,12 +52,18 @@ def shot_time(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def create_new(path, flags: int) -> int:
+    """An opener for open(): a file of its own, never one a symbolic link planted under its
+    name points to."""
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Temporary file, fsync, rename: a crash never leaves a half file under `path`, and a
     failed write (a full disk) leaves no temporary file either."""
     temporary = path.with_name(f".{path.name}.partial")
     try:
-        with open(temporary, "wb") as file:
+        with open(temporary, "wb", opener=create_new) as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())

@@ -78,7 +78,10 @@ SPAN_UNITS = {
     **dict.fromkeys(("M", "month", "months"), 2629800),
     **dict.fromkeys(("y", "year", "years"), 31557600),
 }
-SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([^\d\s.]*)\s*")
+# ASCII digits, spaces and tabs only: a newline would end the unit file's line.
+SPAN_PART = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*([^0-9\s.]*)[ \t]*")
+# systemd counts a span in microseconds, in 64 bits.
+SPAN_MAX_SECONDS = (2**64 - 2) / 1e6
 
 
 def span_seconds(span: str) -> float | None:
@@ -94,13 +97,37 @@ def span_seconds(span: str) -> float | None:
     return seconds if position else None
 
 
+def systemd_span_seconds(span: str) -> float | None:
+    """The span as systemd itself reads it, where systemd-analyze is installed; None where it
+    is not. UsageError with systemd's reason if systemd refuses it."""
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            ["systemd-analyze", "timespan", "--", span],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": ""},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    microseconds = re.search(r"s: ([0-9]+)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or microseconds is None:
+        reason = (result.stderr.strip().splitlines() or ["refused"])[-1]
+        raise UsageError(f"--every {span!r} is not a time span systemd takes: {reason}")
+    return int(microseconds.group(1)) / 1e6
+
+
 def check_interval(every: str) -> str:
     seconds = span_seconds(every)
-    if seconds is None:
+    if seconds is None or seconds > SPAN_MAX_SECONDS:
         raise UsageError(
             f"--every {every!r} is not a time span: expected e.g. 30s, 5min, 1h or 1min 30s"
         )
-    if seconds < 1:
+    systemd_seconds = systemd_span_seconds(every)
+    if (seconds if systemd_seconds is None else systemd_seconds) < 1:
         raise UsageError(f"--every {every!r} is too short: the shortest interval is 1s")
     return every.strip()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -16,9 +17,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CAMERA = ROOT / "tests" / "fake"
+
+# No deadline: an example may import redis-py the first time; examples found are kept out of
+# the checkout.
+settings.register_profile(
+    "snap",
+    deadline=None,
+    max_examples=int(os.environ.get("SNAP_HYPOTHESIS_EXAMPLES", "100")),
+    database=DirectoryBasedExampleDatabase(str(ROOT / "tests" / ".cache" / "hypothesis")),
+)
+settings.load_profile("snap")
 
 # Small pictures keep the suite fast; tests about resolution set their own.
 SNAP_DEFAULTS = {
@@ -358,30 +371,47 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
         "SPOOL_DIR": str(spool_dir),
         "LOCK_DIR": str(camera_dir),
         **SNAP_DEFAULTS,
+        # Set only by tests/mutate: the mutant under test reaches snap.py too.
+        **{name: os.environ[name] for name in ("MUTANT_UNDER_TEST",) if name in os.environ},
     }
 
 
 @pytest.fixture
 def run_snap(snap_app, snap_env):
-    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60"). With stderr_file,
-    its standard error is that file (opened for writing, so it keeps its inode)."""
+    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60"). Its standard output
+    and error are captured, unless given as stdout= or stderr=: a file, or "closed". With
+    stderr_file, its standard error is that file (opened for writing: it keeps its inode)."""
 
-    def run(*args: str, timeout: float = 60, stderr_file: Path | None = None, **env: str) -> Run:
+    def run(
+        *args: str,
+        timeout: float = 60,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stderr_file: Path | None = None,
+        **env: str,
+    ) -> Run:
+        if stderr_file is not None:
+            with open(stderr_file, "w") as file:
+                result = run(*args, timeout=timeout, stdout=stdout, stderr=file, **env)
+            return dataclasses.replace(result, stderr=stderr_file.read_text())
+        command = [sys.executable, str(snap_app), *args]
+        closed = [f"{fd}>&-" for fd, target in ((1, stdout), (2, stderr)) if target == "closed"]
+        if closed:
+            command = ["sh", "-c", f'exec "$@" {" ".join(closed)}', "sh", *command]
         started = time.monotonic()
-        with open(stderr_file, "w") if stderr_file else open(os.devnull) as error_file:
-            completed = subprocess.run(
-                [sys.executable, str(snap_app), *args],
-                env={**snap_env, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=error_file if stderr_file else subprocess.PIPE,
-                text=True,
-                timeout=timeout,
-            )
+        completed = subprocess.run(
+            command,
+            env={**snap_env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout == "closed" else stdout,
+            stderr=subprocess.PIPE if stderr == "closed" else stderr,
+            text=True,
+            timeout=timeout,
+        )
         return Run(
             completed.returncode,
-            completed.stdout,
-            stderr_file.read_text() if stderr_file else completed.stderr,
+            completed.stdout or "",
+            completed.stderr or "",
             time.monotonic() - started,
         )
 

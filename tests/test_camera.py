@@ -1,6 +1,5 @@
 """The camera's ways to behave and fail: autofocus, exposure settling, absent, busy, hung."""
 
-import os
 import subprocess
 import sys
 
@@ -108,7 +107,7 @@ def test_busy_camera_exits_69_naming_another_program(run_snap, snap_env, redis_d
             "import sys, picamera2; c = picamera2.Picamera2(0); print('held', flush=True);"
             " sys.stdin.read()",
         ],
-        env={**os.environ, **snap_env, "PYTHONPATH": str(FAKE_CAMERA)},
+        env={**snap_env, "PYTHONPATH": str(FAKE_CAMERA)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

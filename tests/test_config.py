@@ -1,7 +1,13 @@
 """Configuration: every variable validated before the camera is touched."""
 
+import json
+import os
+import re
+
 import pytest
 from conftest import camera_events
+
+from snapcam.config import IMAGE_EXPIRY_MAX, TIMEOUT_MAX
 
 INVALID = [
     ("IMAGE_EXPIRY", "abc"),
@@ -114,3 +120,126 @@ def test_invalid_value_in_env_file_exits_78(run_snap, snap_app):
 
     assert result.returncode == 78
     assert "JPEG_QUALITY='100'" in result.stderr
+
+
+# --- Values Redis or the platform cannot take ------------------------------------------
+
+TOO_LARGE = [
+    ("IMAGE_EXPIRY", "1000000000000001", IMAGE_EXPIRY_MAX),
+    ("IMAGE_EXPIRY", "9223372036854775", IMAGE_EXPIRY_MAX),  # Redis's own limit
+    ("REDIS_TIMEOUT", "2147484", TIMEOUT_MAX),
+    ("AUTOFOCUS_TIMEOUT", "1e10", TIMEOUT_MAX),
+    ("SETTLE_TIMEOUT", "9300000000", TIMEOUT_MAX),
+    ("CAPTURE_TIMEOUT", "3000000", TIMEOUT_MAX),
+    ("RUN_TIMEOUT", "9223372037", TIMEOUT_MAX),
+    ("LOCK_TIMEOUT", "1e300", TIMEOUT_MAX),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "limit"), TOO_LARGE)
+def test_value_beyond_what_redis_or_the_platform_takes_exits_78(
+    run_snap, redis_db, camera_dir, name, value, limit
+):
+    result = run_snap(**{name: value})
+
+    assert result.returncode == 78
+    assert re.fullmatch(
+        rf"snap: error: {name}='{value}' is invalid: expected [^\n]+ {limit}\n", result.stderr
+    )
+    assert camera_events(camera_dir) == []
+    assert redis_db.keys("*") == []
+
+
+def test_largest_image_expiry_redis_takes_is_stored_with_its_ttl(run_snap, redis_db):
+    result = run_snap("--json", IMAGE_EXPIRY=str(IMAGE_EXPIRY_MAX))
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.ttl(json.loads(result.stdout)["key"]) > IMAGE_EXPIRY_MAX - 60
+
+
+def test_largest_timeouts_are_taken(run_snap, redis_db):
+    largest = str(TIMEOUT_MAX)
+
+    result = run_snap(
+        REDIS_TIMEOUT=largest, CAPTURE_TIMEOUT=largest, RUN_TIMEOUT=largest, LOCK_TIMEOUT=largest
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_redis_url_timeout_option_beyond_the_platform_exits_78(run_snap, redis_server, camera_dir):
+    result = run_snap(REDIS_URL=f"{redis_server.url}/0?socket_timeout=1e10")
+
+    assert result.returncode == 78
+    assert "socket_timeout=1e+10 is over 2147483 s" in result.stderr
+    assert camera_events(camera_dir) == []
+
+
+@pytest.mark.parametrize("name", ["CAMERA_NAME", "IMAGE_KEY_PREFIX", "SPOOL_DIR", "REDIS_URL"])
+def test_value_that_is_not_utf8_exits_78_naming_it(run_snap, camera_dir, name):
+    # A str with a lone surrogate reaches the child as the undecodable byte 0xe9.
+    result = run_snap(**{name: "caf\udce9"})
+
+    assert result.returncode == 78
+    assert result.stderr == f"snap: error: {name}='caf\\udce9' is invalid: not UTF-8 text\n"
+    assert camera_events(camera_dir) == []
+
+
+def test_value_holding_a_nul_in_the_env_file_exits_78(run_snap, snap_app, camera_dir):
+    (snap_app.parent / ".env").write_text("CAMERA_NAME=garden\0shed\n")
+
+    result = run_snap()
+
+    assert result.returncode == 78
+    assert result.stderr == (
+        "snap: error: CAMERA_NAME='garden\\x00shed' is invalid: it holds a NUL character\n"
+    )
+    assert camera_events(camera_dir) == []
+
+
+def test_env_file_that_is_not_utf8_exits_78_naming_the_line(run_snap, snap_app, camera_dir):
+    (snap_app.parent / ".env").write_bytes(b"JPEG_QUALITY=80\nCAMERA_NAME=caf\xe9\n")
+
+    result = run_snap()
+
+    assert result.returncode == 78
+    assert result.stderr == (
+        f"snap: error: {snap_app.parent / '.env'} is not UTF-8 text: byte 0xe9 on line 2\n"
+    )
+    assert camera_events(camera_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling symlink"])
+def test_env_file_that_cannot_be_read_exits_78_at_once(run_snap, snap_app, camera_dir, kind):
+    path = snap_app.parent / ".env"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer
+    else:
+        path.symlink_to(snap_app.parent / "missing.env")
+
+    result = run_snap(timeout=20)
+
+    assert result.returncode == 78
+    assert re.fullmatch(rf"snap: error: cannot read {re.escape(str(path))}: .+\n", result.stderr)
+    assert camera_events(camera_dir) == []
+
+
+def test_env_file_option_naming_a_directory_exits_78(run_snap, tmp_path):
+    result = run_snap("--env-file", str(tmp_path))
+
+    assert result.returncode == 78
+    assert f"cannot read {tmp_path}: Is a directory" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_env_file_exits_78(run_snap, snap_app):
+    path = snap_app.parent / ".env"
+    path.write_text("JPEG_QUALITY=80\n")
+    path.chmod(0)
+
+    result = run_snap()
+
+    assert result.returncode == 78
+    assert f"cannot read {path}: Permission denied" in result.stderr

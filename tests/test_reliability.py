@@ -595,7 +595,7 @@ def test_camera_held_by_another_program_exits_69_after_retrying(run_snap, snap_e
             "-c",
             "import picamera2, sys; c = picamera2.Picamera2(0); sys.stdin.read()",
         ],
-        env={**os.environ, **snap_env},
+        env=snap_env,
         stdin=subprocess.PIPE,
     )
     try:
@@ -690,3 +690,158 @@ def test_server_dropping_every_write_is_tried_three_times_and_named(
     assert result.stderr.count("\n") == 1
     assert connections <= 1 + 3 + 1  # the watch, three writes, the limits
     assert len(spooled(spool_dir)) == 1
+
+
+# --- The exit code tells what happened to this run's shot -------------------------------
+
+
+@pytest.fixture
+def stalling_redis(redis_server):
+    """The URL of a proxy to the test Redis that passes the first transaction (the run's own
+    shot) and then forwards nothing more: Redis hangs while the backlog is delivered."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stalled = threading.Event()
+    sockets = [listener]
+
+    def pump(source, target, from_client):
+        seen = b""
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if from_client and stalled.is_set():
+                continue  # swallowed: the client waits for an answer that never comes
+            seen = seen[-16:] + data
+            target.sendall(data)
+            if from_client and b"$4\r\nEXEC\r\n" in seen:
+                stalled.set()
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", redis_server.port))
+            sockets.extend([client, upstream])
+            for args in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=pump, args=args, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+    for sock in sockets:
+        sock.close()
+
+
+def make_backlog(run_snap, spool_dir: Path) -> None:
+    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    assert result.returncode == 75 and len(spooled(spool_dir)) == 1
+
+
+def test_stored_shot_exits_0_when_run_timeout_cuts_the_backlog_short(
+    run_snap, stalling_redis, redis_db, spool_dir
+):
+    make_backlog(run_snap, spool_dir)
+
+    result = run_snap("--json", REDIS_URL=stalling_redis, RUN_TIMEOUT="3", REDIS_TIMEOUT="30")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "snap: warning: run timed out after 3 s while delivering the spool; the shot was stored\n"
+    )
+    assert redis_db.exists(json.loads(result.stdout)["key"])
+    assert len(spooled(spool_dir)) == 1
+    assert result.seconds < 3 + 5
+
+
+@pytest.mark.parametrize("target", ["/dev/full", "broken pipe"])
+def test_stdout_that_cannot_be_written_changes_neither_the_code_nor_the_delivery(
+    run_snap, redis_db, spool_dir, target
+):
+    make_backlog(run_snap, spool_dir)
+    if target == "/dev/full":
+        stdout = open("/dev/full", "w")  # noqa: SIM115
+    else:
+        reader, writer = os.pipe()
+        os.close(reader)
+        stdout = os.fdopen(writer, "w")
+
+    with stdout:
+        result = run_snap("--json", stdout=stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert "snap: warning: cannot write to standard output: " in result.stderr
+    assert "delivered the spooled shot" in result.stderr
+    assert len(redis_db.keys("image:*")) == 2
+    assert spooled(spool_dir) == []
+
+
+def test_full_stderr_changes_neither_the_code_nor_the_delivery(run_snap, redis_db, spool_dir):
+    make_backlog(run_snap, spool_dir)
+
+    with open("/dev/full", "w") as full:
+        result = run_snap("--verbose", stderr=full)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("stored image:")
+    assert len(redis_db.keys("image:*")) == 2
+    assert spooled(spool_dir) == []
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_hung_camera_with_a_closed_stream_still_exits_69(run_snap, redis_db, stream):
+    result = run_snap(
+        RUN_TIMEOUT="3",
+        CAPTURE_TIMEOUT="30",
+        FAKE_CAMERA_FAULTS="hang-capture,hang-hard",
+        **{stream: "closed"},
+    )
+
+    assert result.returncode == 69
+    if stream == "stdout":
+        assert result.stderr.endswith("run timed out after 3 s while capturing\n")
+    assert result.seconds < 3 + 5
+    assert redis_db.keys("*") == []
+
+
+# --- Nothing written through a file planted in LOCK_DIR or SPOOL_DIR -------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "hard link"])
+def test_lock_path_that_is_no_lock_file_exits_73_writing_nothing(
+    run_snap, redis_db, camera_dir, tmp_path, kind
+):
+    lock = camera_dir / "snap-camera0.lock"
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    if kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "directory":
+        lock.mkdir()
+    elif kind == "symlink":
+        lock.symlink_to(victim)
+    else:
+        os.link(victim, lock)
+
+    result = run_snap(timeout=20)
+
+    assert result.returncode == 73
+    assert re.fullmatch(rf"snap: error: cannot (open|use) lock file {lock}: .+\n", result.stderr)
+    assert victim.read_text() == "keep me\n"
+    assert camera_events(camera_dir) == []
+    assert redis_db.keys("*") == []
+
+
+def test_spool_lock_planted_as_a_symlink_is_not_followed(run_snap, spool_dir, tmp_path):
+    spool_dir.mkdir()
+    target = tmp_path / "created-through-the-link"
+    (spool_dir / ".lock").symlink_to(target)
+
+    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 73
+    assert "the shot is lost: cannot write to SPOOL_DIR" in result.stderr
+    assert not target.exists()

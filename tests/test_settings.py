@@ -8,6 +8,8 @@ import sys
 
 import pytest
 from conftest import ROOT
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from snapcam import config
 from snapcam.errors import ConfigError
@@ -39,7 +41,7 @@ def test_empty_value_takes_the_default(make_config):
     [
         ("JPEG_QUALITY", "96", "expected a whole number from 1 to 95"),
         ("REDIS_TIMEOUT", "0", "expected a number of seconds greater than 0"),
-        ("SETTLE_TIMEOUT", "-1", "expected a number of seconds, 0 or more"),
+        ("SETTLE_TIMEOUT", "-1", "expected a number of seconds from 0 to 2147483"),
         ("CAMERA_HFLIP", "maybe", "expected true or false"),
         ("IMAGE_KEY_PREFIX", "image:", "not ending in ':'"),
         ("CAMERA_METADATA", "Lux", "Lux is already stored as lux"),
@@ -132,3 +134,74 @@ def test_importing_snap_py_runs_nothing():
     )
 
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+# --- Properties of the validators ---------------------------------------------------------
+
+TIMEOUTS = [name for name, setting in config.SETTINGS.items() if setting.name.endswith("TIMEOUT")]
+
+
+def load_with(tmp_path, **variables: str):
+    """load_config() with these variables and nothing else, however often a test calls it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+        for name in config.SETTINGS:
+            patch.delenv(name, raising=False)
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        return config.load_config(None)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(config.SETTINGS)),
+    value=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=40),
+)
+def test_any_text_is_taken_or_refused_with_one_config_error(tmp_path, name, value):
+    try:
+        load_with(tmp_path, **{name: value})
+    except ConfigError as error:
+        assert str(error).startswith(f"{name}=")
+        assert "\n" not in str(error)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(config.SETTINGS)),
+    value=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=10),
+)
+def test_a_value_with_undecodable_bytes_is_refused(tmp_path, name, value):
+    undecodable = value + "\udce9"  # how os.environ holds the byte 0xe9 of a non-UTF-8 value
+
+    with pytest.raises(ConfigError, match=f"^{name}=.* is invalid: not UTF-8 text$"):
+        load_with(tmp_path, **{name: undecodable})
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=-(10**20), max_value=10**20))
+@example(config.IMAGE_EXPIRY_MAX)
+@example(config.IMAGE_EXPIRY_MAX + 1)
+def test_image_expiry_is_taken_exactly_from_1_to_the_redis_limit(tmp_path, seconds):
+    if 1 <= seconds <= config.IMAGE_EXPIRY_MAX:
+        assert load_with(tmp_path, IMAGE_EXPIRY=str(seconds)).image_expiry == seconds
+    else:
+        with pytest.raises(ConfigError, match=f"^IMAGE_EXPIRY='{seconds}' is invalid"):
+            load_with(tmp_path, IMAGE_EXPIRY=str(seconds))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(TIMEOUTS),
+    seconds=st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=config.TIMEOUT_MAX - 1, max_value=config.TIMEOUT_MAX + 1),
+)
+@example(name="RUN_TIMEOUT", seconds=float(config.TIMEOUT_MAX))
+@example(name="RUN_TIMEOUT", seconds=config.TIMEOUT_MAX + 0.001)
+def test_a_timeout_is_taken_exactly_up_to_the_platform_limit(tmp_path, name, seconds):
+    lowest_exclusive = config.SETTINGS[name].above_minimum
+    allowed = (0 < seconds if lowest_exclusive else 0 <= seconds) and seconds <= config.TIMEOUT_MAX
+    if allowed:
+        assert getattr(load_with(tmp_path, **{name: repr(seconds)}), name.lower()) == seconds
+    else:
+        with pytest.raises(ConfigError, match=f"^{name}="):
+            load_with(tmp_path, **{name: repr(seconds)})

@@ -114,6 +114,20 @@ def test_json_prints_one_object_with_the_result(run_snap, redis_db):
     assert "ExposureTime" in report["metadata"]
 
 
+def refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_json_is_strict_whatever_the_metadata_holds(run_snap, redis_db):
+    result = run_snap("--json", FAKE_CAMERA_FAULTS="nan-metadata")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout, parse_constant=refuse_constant)
+    assert report["metadata"]["Lux"] is None
+    assert report["metadata"]["ColourGains"] == [None, None]
+    assert report["lux"] == -1
+
+
 def test_quiet_prints_nothing_on_success(run_snap, redis_db):
     result = run_snap("--quiet")
 

@@ -18,7 +18,7 @@ import pytest
 
 from snapcam import spool as spool_module
 from snapcam.errors import ShotRefused, SpoolError
-from snapcam.spool import FORMAT_VERSION, ORPHAN_GRACE_SECONDS, Spool
+from snapcam.spool import FORMAT_VERSION, ORPHAN_GRACE_SECONDS, Spool, write_atomically
 
 
 @pytest.fixture
@@ -380,3 +380,15 @@ def test_state_creates_nothing(tmp_path):
 
     assert spool.state() == "created by the first shot"
     assert not (tmp_path / "not").exists()
+
+
+def test_temporary_file_planted_as_a_symlink_is_not_written_through(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (tmp_path / ".shot.jpg.partial").symlink_to(victim)
+
+    with pytest.raises(FileExistsError):
+        write_atomically(tmp_path / "shot.jpg", b"\xff\xd8\xff\xd9")
+
+    assert victim.read_text() == "keep me\n"
+    assert not (tmp_path / "shot.jpg").exists()

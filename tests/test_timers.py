@@ -362,6 +362,36 @@ def test_bad_every_exits_64_and_installs_nothing(checkout, root, every):
     assert not (root / "etc").exists()
 
 
+@pytest.mark.parametrize("every", ["5min\n5s", "5min\r", "\u0665min", "5min\nUser=root"])
+def test_every_with_a_newline_or_non_ascii_digits_exits_64(checkout, root, every):
+    result = install(checkout, root, "--user", "pi", f"--every={every}")
+
+    assert result.returncode == 64
+    assert result.stderr.startswith("snap: error: --every ") and result.stderr.count("\n") == 1
+    assert not (root / "etc").exists()
+
+
+def test_every_systemd_refuses_exits_64_with_its_reason(checkout, root):
+    result = install(checkout, root, "--user", "pi", "--every=18446744073709s")
+
+    assert result.returncode == 64
+    assert "not a time span systemd takes: " in result.stderr
+    assert "out of range" in result.stderr
+    assert not (root / "etc").exists()
+
+
+def test_every_is_checked_without_systemd_analyze_too(checkout, root, tmp_path):
+    no_systemd = tmp_path / "bin"
+    no_systemd.mkdir()
+
+    good = install(checkout, root, "--user", "pi", "--every=5min", PATH=str(no_systemd))
+    bad = install(checkout, root, "--user", "pi", "--every=5min\n5s", PATH=str(no_systemd))
+
+    assert (good.returncode, bad.returncode) == (0, 64), good.stderr
+    [interval] = unit_values((root / UNIT_DIR / "snap.timer").read_text(), "OnUnitActiveSec")
+    assert interval == "5min"
+
+
 def test_the_job_runs_as_the_user_who_ran_sudo(checkout, root):
     install(checkout, root, SUDO_USER="alice")
 

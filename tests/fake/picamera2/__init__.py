@@ -7,6 +7,7 @@ Environment variables, read each time the fake is used:
       absent        no camera: global_camera_info() is [], Picamera2() raises RuntimeError
       absent-old    the same, but Picamera2() raises IndexError as picamera2 <= 0.3.36 does
       no-lux        metadata without Lux
+      nan-metadata  Lux NaN and ColourGains (inf, NaN), as a sensor in the dark may report
       never-settle  AeState stays 1 (searching)
       ae-locked     old libcamera: AeLocked (False, then True) instead of AeState
       af-fail       autofocus_cycle() returns False
@@ -64,6 +65,7 @@ FAULTS = {
     "absent",
     "absent-old",
     "no-lux",
+    "nan-metadata",
     "never-settle",
     "ae-locked",
     "af-fail",
@@ -674,6 +676,9 @@ class Picamera2:
             metadata["FrameWallClock"] = time.time_ns()
         if "no-lux" in self._faults:
             del metadata["Lux"]
+        if "nan-metadata" in self._faults:
+            metadata["Lux"] = math.nan
+            metadata["ColourGains"] = (math.inf, math.nan)
         if "AfMode" in self._ctrl_info:
             self._advance_continuous_af(passed)
             metadata["AfState"] = int(self._af_state)
