@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from . import __version__, store
 from .errors import ConfigError, Interrupted, SnapError
-from .masking import mask_url, url_password
+from .masking import mask_text, mask_url
 
 if TYPE_CHECKING:
     from .config import Config
@@ -215,8 +215,7 @@ def record_dark(config: Config, guard: Guard) -> None:
 def record_failure(
     config: Config, guard: Guard, code: int, line: str, reach_redis: bool = True
 ) -> None:
-    secret = url_password(config.redis_url)
-    line = (line.replace(secret, "****") if secret else line).replace("\n", " ")[:ERROR_MAX_CHARS]
+    line = mask_text(line, config.redis_url).replace("\n", " ")[:ERROR_MAX_CHARS]
 
     def failed(fields: dict[str, Any]) -> None:
         now = int(time.time())

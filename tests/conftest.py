@@ -208,9 +208,9 @@ class ExecReplyLost:
         tail = b""
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                upstream.sendall(data)
                 if not self.dropped.is_set() and b"EXEC\r\n" in tail + data:
-                    exec_sent.set()
+                    exec_sent.set()  # before Redis can answer it
+                upstream.sendall(data)
                 tail = data[-16:]
         with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)

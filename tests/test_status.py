@@ -195,10 +195,11 @@ def test_recorded_error_line_is_one_line_without_the_password(make_config, guard
     config = make_config(REDIS_URL="redis://garden:hunter2@127.0.0.1:1", CAMERA_NAME="garden")
     guard.spool.prepare()
 
-    status.record_failure(config, guard, 70, "unexpected X: hunter2\n" + "y" * 1000, False)
+    failure = "unexpected X: redis://garden:hunter2@127.0.0.1:1\n" + "y" * 1000
+    status.record_failure(config, guard, 70, failure, False)
 
     line = status.read_state(status.state_path(config))["last_error"]
-    assert line.startswith("unexpected X: **** yyy")
+    assert line.startswith("unexpected X: redis://garden:****@127.0.0.1:1 yyy")
     assert len(line) == status.ERROR_MAX_CHARS
 
 
