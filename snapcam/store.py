@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .config import to_snake_case
 from .errors import ConfigError, PermissionRefused, ShotRefused, SnapError, TemporaryFailure
-from .masking import mask_url
+from .masking import mask_text, mask_url
 
 if TYPE_CHECKING:
     from .camera import Shot
@@ -94,11 +94,24 @@ def field_problem(fields: dict[str, Any]) -> str:
     return ""
 
 
+def check_url_options(url: str) -> None:
+    """REDIS_URL as redis-py reads it, all its options included; nothing connects."""
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url).make_connection()
+    except Exception as error:  # redis-py raises ValueError, TypeError, RedisError ...
+        reason = mask_text(str(error), url)
+        raise ConfigError(f"REDIS_URL={mask_url(url)!r} is invalid: {reason}") from None
+
+
 def redis_client(config: Config):
     """A client for REDIS_URL that fails fast: no retries, bounded waits."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    check_url_options(config.redis_url)
 
     client_class = redis.RedisCluster if config.redis_cluster else redis.Redis
     try:

@@ -243,3 +243,13 @@ def test_unreadable_env_file_exits_78(run_snap, snap_app):
 
     assert result.returncode == 78
     assert f"cannot read {path}: Permission denied" in result.stderr
+
+
+def test_redis_url_option_redis_py_refuses_exits_78_keeping_the_shot(
+    run_snap, redis_server, spool_dir
+):
+    result = run_snap(REDIS_URL=f"{redis_server.url}/0?health_check_interval=abc")
+
+    assert result.returncode == 78
+    assert "REDIS_URL=" in result.stderr and "health_check_interval" in result.stderr
+    assert "kept in spool (1 shot" in result.stderr
