@@ -377,42 +377,48 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_snap(snap_app, snap_env):
-    """Run snap.py as a subprocess: run_snap("--json", IMAGE_EXPIRY="60"). Its standard output
-    and error are captured, unless given as stdout= or stderr=: a file, or "closed". With
-    stderr_file, its standard error is that file (opened for writing: it keeps its inode)."""
+def snap_process(snap_app, snap_env):
+    """Start snap.py as a user runs it, in the background: snap_process("--json",
+    CAPTURE_TIMEOUT="30"). Its output is piped, unless given as stdout= or stderr=: a file,
+    or "closed". Whatever is still running when the test ends is killed."""
+    started = []
 
-    def run(
-        *args: str,
-        timeout: float = 60,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stderr_file: Path | None = None,
-        **env: str,
-    ) -> Run:
-        if stderr_file is not None:
-            with open(stderr_file, "w") as file:
-                result = run(*args, timeout=timeout, stdout=stdout, stderr=file, **env)
-            return dataclasses.replace(result, stderr=stderr_file.read_text())
+    def start(*args: str, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **env: str):
         command = [sys.executable, str(snap_app), *args]
         closed = [f"{fd}>&-" for fd, target in ((1, stdout), (2, stderr)) if target == "closed"]
         if closed:
             command = ["sh", "-c", f'exec "$@" {" ".join(closed)}', "sh", *command]
-        started = time.monotonic()
-        completed = subprocess.run(
+        process = subprocess.Popen(
             command,
             env={**snap_env, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout == "closed" else stdout,
             stderr=subprocess.PIPE if stderr == "closed" else stderr,
             text=True,
-            timeout=timeout,
         )
-        return Run(
-            completed.returncode,
-            completed.stdout or "",
-            completed.stderr or "",
-            time.monotonic() - started,
-        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def run_snap(snap_process):
+    """Run snap.py to its end: run_snap("--json", IMAGE_EXPIRY="60"). With stderr_file, its
+    standard error is that file (opened for writing: it keeps its inode)."""
+
+    def run(*args: str, timeout: float = 60, stderr_file: Path | None = None, **env) -> Run:
+        if stderr_file is not None:
+            with open(stderr_file, "w") as file:
+                result = run(*args, timeout=timeout, stderr=file, **env)
+            return dataclasses.replace(result, stderr=stderr_file.read_text())
+        started = time.monotonic()
+        process = snap_process(*args, **env)
+        stdout, stderr = process.communicate(timeout=timeout)
+        return Run(process.returncode, stdout or "", stderr or "", time.monotonic() - started)
 
     return run

@@ -6,7 +6,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 import time
 
 import pytest
@@ -314,29 +313,17 @@ def test_cluster_stores_the_shot_whole_with_its_ttl(run_snap, cluster, cluster_d
     assert 0 < cluster_db.ttl(json.loads(result.stdout)["key"]) <= 120
 
 
-def test_cluster_two_shots_in_a_taken_second_both_land(
-    snap_app, snap_env, cluster, cluster_db, big_jpeg
-):
+def test_cluster_two_shots_in_a_taken_second_both_land(snap_process, cluster, cluster_db, big_jpeg):
     now = int(time.time())
     for second in range(now - 1, now + 30):
         cluster_db.hset(f"image:{second}", mapping={"timestamp": second, "mime_type": "other"})
     env = {
-        **snap_env,
         "REDIS_URL": cluster.url,
         "REDIS_CLUSTER": "true",
         "FAKE_CAMERA_COUNT": "2",
         "FAKE_CAMERA_JPEG": str(big_jpeg),
     }
-    runs = [
-        subprocess.Popen(
-            [sys.executable, str(snap_app), "--json"],
-            env={**env, "CAMERA_NUM": str(camera)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for camera in (0, 1)
-    ]
+    runs = [snap_process("--json", **env, CAMERA_NUM=str(camera)) for camera in (0, 1)]
     outputs = [run.communicate(timeout=60) for run in runs]
 
     assert [run.returncode for run in runs] == [0, 0], outputs

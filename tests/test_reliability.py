@@ -69,30 +69,6 @@ def own_redis(tmp_path):
             server.stop()
 
 
-@pytest.fixture
-def snap_process(snap_app, snap_env):
-    """Start snap.py in the background: snap_process("--json", CAPTURE_TIMEOUT="30")."""
-    started = []
-
-    def start(*args: str, **env: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, str(snap_app), *args],
-            env={**snap_env, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 # --- Spool: a shot Redis did not take is kept --------------------------------
 
 
