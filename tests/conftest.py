@@ -283,27 +283,25 @@ class Run:
     seconds: float
 
 
+def noise_jpeg(path: Path, width: int, height: int, quality: int) -> Path:
+    """A JPEG of random noise: noise does not compress, so its size follows its pixels."""
+    from PIL import Image
+
+    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    noise.save(path, quality=quality)
+    return path
+
+
 @pytest.fixture(scope="session")
 def big_jpeg(tmp_path_factory) -> Path:
     """A noisy JPEG of about 0.4 MB, for the fake camera to hand over as it is."""
-    from PIL import Image
-
-    width, height = 780, 580
-    path = tmp_path_factory.mktemp("jpeg") / "noise.jpg"
-    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    noise.save(path, quality=90)
-    return path
+    return noise_jpeg(tmp_path_factory.mktemp("jpeg") / "noise.jpg", 780, 580, 90)
 
 
 @pytest.fixture(scope="session")
 def huge_jpeg(tmp_path_factory) -> Path:
     """A noisy JPEG of about 1.5 MB: more than the smallest proto-max-bulk-len (1 MB)."""
-    from PIL import Image
-
-    width, height = 1400, 1000
-    path = tmp_path_factory.mktemp("jpeg") / "huge.jpg"
-    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    noise.save(path, quality=95)
+    path = noise_jpeg(tmp_path_factory.mktemp("jpeg") / "huge.jpg", 1400, 1000, 95)
     assert path.stat().st_size > 1_100_000
     return path
 

@@ -515,21 +515,26 @@ def test_stop_after_cancel_all_and_flush_returns(fake, monkeypatch):
     assert cam.started is False
 
 
-def test_hang_start_blocks_until_a_signal_handler_raises(fake):
-    code = ALARM_RAISES + (
-        "signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
-        "try:\n    cam.start()\nexcept KeyboardInterrupt:\n    print('interrupted')\n"
-    )
+def assert_interrupted_after(code: str, seconds: float, **variables) -> None:
+    """The code, run with the fake, prints "interrupted", and not before `seconds`."""
     began = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-c", code],
-        env=fake_env(FAKE_CAMERA_FAULTS="hang-start"),
+        env=fake_env(**variables),
         capture_output=True,
         text=True,
         timeout=20,
     )
     assert run.stdout == "interrupted\n", run.stderr
-    assert time.monotonic() - began >= 0.3
+    assert time.monotonic() - began >= seconds
+
+
+def test_hang_start_blocks_until_a_signal_handler_raises(fake):
+    code = ALARM_RAISES + (
+        "signal.setitimer(signal.ITIMER_REAL, 0.3)\n"
+        "try:\n    cam.start()\nexcept KeyboardInterrupt:\n    print('interrupted')\n"
+    )
+    assert_interrupted_after(code, 0.3, FAKE_CAMERA_FAULTS="hang-start")
 
 
 def test_hang_close_blocks_until_a_signal_handler_raises(fake):
@@ -538,16 +543,7 @@ def test_hang_close_blocks_until_a_signal_handler_raises(fake):
         "try:\n    cam.close()\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n"
         "import os; os._exit(0)  # a second close(), at exit, would hang as well\n"
     )
-    began = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        env=fake_env(FAKE_CAMERA_FAULTS="hang-close"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert run.stdout == "interrupted\n", run.stderr
-    assert time.monotonic() - began >= 0.3
+    assert_interrupted_after(code, 0.3, FAKE_CAMERA_FAULTS="hang-close")
 
 
 HARD_HANG_STEPS = {

@@ -54,6 +54,15 @@ def wait_for_text(path: Path, text: str, count: int = 1, timeout: float = 20) ->
         time.sleep(0.05)
 
 
+def stopped_while_capturing(snap_process, camera_dir: Path, signal_number: int):
+    """A run sent the signal while its capture hangs, once it has ended."""
+    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
+    wait_for_event(camera_dir, "capture_file")
+    process.send_signal(signal_number)
+    process.wait(timeout=10)
+    return process
+
+
 def processes_mentioning(text: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if text in line and "ps -eo" not in line]
@@ -370,11 +379,7 @@ def test_redis_hang_after_capture_spools_the_shot_and_ends_within_run_timeout(
 def test_sigterm_during_capture_closes_the_camera_and_exits_143(
     snap_process, redis_db, camera_dir, spool_dir
 ):
-    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
-    wait_for_event(camera_dir, "capture_file")
-
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
+    process = stopped_while_capturing(snap_process, camera_dir, signal.SIGTERM)
 
     assert process.returncode == 143
     assert process.stderr.read() == "snap: error: stopped by SIGTERM\n"
@@ -385,10 +390,7 @@ def test_sigterm_during_capture_closes_the_camera_and_exits_143(
 def test_sigterm_is_recorded_on_disk_and_reported_by_the_next_run(
     snap_process, run_snap, redis_db, camera_dir
 ):
-    process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
-    wait_for_event(camera_dir, "capture_file")
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
+    stopped_while_capturing(snap_process, camera_dir, signal.SIGTERM)
     assert redis_db.keys("*") == []  # a stopped run does not linger to reach Redis
 
     run_snap()
