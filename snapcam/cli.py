@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
+        flush_standard_streams()
         return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE
     handler = setup_logging(args)
     try:

@@ -86,6 +86,13 @@ def test_document_lists_the_same_variables_as_help(run_snap, document, pattern):
     assert in_document == in_help
 
 
+def test_help_into_a_full_stdout_still_exits_0(run_snap):
+    with open("/dev/full", "w") as full:
+        result = run_snap("--help", stdout=full)
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_version_prints_the_version(run_snap):
     result = run_snap("--version")
 
