@@ -735,6 +735,20 @@ def test_stored_shot_exits_0_when_run_timeout_cuts_the_backlog_short(
     assert result.seconds < 3 + 5
 
 
+def test_redis_stalling_mid_run_is_given_up_after_redis_timeout(
+    run_snap, stalling_redis, redis_db, spool_dir
+):
+    make_backlog(run_snap, spool_dir)
+
+    result = run_snap("--json", REDIS_URL=stalling_redis, RUN_TIMEOUT="30", REDIS_TIMEOUT="1")
+
+    assert result.returncode == 0, result.stderr
+    assert "spool delivery stopped: Redis unreachable" in result.stderr
+    assert "(timeout after 1 s)" in result.stderr
+    assert len(spooled(spool_dir)) == 1
+    assert result.seconds < 1 + 5
+
+
 @pytest.mark.parametrize("target", ["/dev/full", "broken pipe"])
 def test_stdout_that_cannot_be_written_changes_neither_the_code_nor_the_delivery(
     run_snap, redis_db, spool_dir, target
