@@ -1,8 +1,11 @@
 """Redis that is down, silent, full or locked: a bounded wait, one clean line, 75 or 77."""
 
+import contextlib
 import re
 import shlex
+import socket
 import subprocess
+import threading
 
 import pytest
 import redis
@@ -63,6 +66,25 @@ def test_ping_for_a_unix_socket_answers(tmp_path):
         server.stop()
 
     assert answer.stdout == "PONG\n"
+
+
+def test_redis_closing_every_connection_is_tried_once(run_snap, spool_dir):
+    accepted = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def hang_up():
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = listener.accept()
+                    accepted.append(connection)
+                    connection.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        result = run_snap(REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}")
+
+    assert result.returncode == 75
+    assert "kept in spool (1 shot" in result.stderr
+    assert len(accepted) == 1  # no retries: the next run tries again
 
 
 def test_silent_redis_exits_75_within_the_timeout(run_snap, silent_redis):
