@@ -361,6 +361,31 @@ def test_trim_drops_the_oldest_past_the_limit_and_keeps_the_newest(spool):
     assert [entry.timestamp for entry in spool.entries()] == [now - 2, now - 1]
 
 
+def test_trim_drops_as_many_of_the_oldest_as_it_takes(tmp_path):
+    spool = Spool(tmp_path / "spool", max_bytes=1_000_000)
+    spool.prepare()
+    now = int(time.time())
+    for age in (4, 3, 2, 1):
+        spool.add(shot(now - age, size=400_000))  # no trimming on the way
+
+    spool.trim()
+
+    assert [entry.timestamp for entry in spool.entries()] == [now - 2, now - 1]
+
+
+def test_spool_exactly_at_its_limit_is_not_trimmed(tmp_path):
+    spool = Spool(tmp_path / "spool", max_bytes=1)
+    spool.prepare()
+    now = int(time.time())
+    for age in (2, 1):
+        spool.add(shot(now - age, size=1000))
+    spool.max_bytes = sum(entry.size for entry in spool.entries())
+
+    spool.trim()
+
+    assert len(spool.entries()) == 2
+
+
 def test_newest_shot_is_kept_even_over_the_limit(tmp_path):
     spool = Spool(tmp_path / "small", max_bytes=1000)
     spool.prepare()
