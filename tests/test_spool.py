@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -340,6 +342,23 @@ def test_delivery_stops_after_its_batch(spool):
 
     assert len(delivered_by(spool, max_shots=3)) == 3
     assert len(spool.entries()) == 2
+
+
+def test_delivery_stops_at_its_time_bound(spool, monkeypatch):
+    now = int(time.time())
+    for age in range(5):
+        spool.keep(shot(now - age))
+    ticks = itertools.count()  # a clock that moves a second each time it is read
+    clock = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+    monkeypatch.setattr(
+        spool_module, "time", SimpleNamespace(**{**clock, "monotonic": ticks.__next__})
+    )
+
+    stored = []
+    spool.deliver(lambda fields, ttl: stored.append(fields) or "key", 3600, 20, 2.5)
+
+    assert 0 < len(stored) < 5
+    assert len(spool.entries()) == 5 - len(stored)
 
 
 def test_failed_delivery_keeps_the_shot(spool):
