@@ -802,7 +802,15 @@ def test_hung_camera_with_a_closed_stream_still_exits_69(run_snap, redis_db, str
 # --- Nothing written through a file planted in LOCK_DIR or SPOOL_DIR -------------------
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "hard link"])
+LOCK_PATH_REASONS = {
+    "fifo": "cannot use lock file {}: not a regular file; remove it",
+    "directory": "cannot open lock file {}: Is a directory",
+    "symlink": "cannot open lock file {}: a symbolic link",
+    "hard link": "cannot use lock file {}: a hard link; remove it",
+}
+
+
+@pytest.mark.parametrize("kind", LOCK_PATH_REASONS)
 def test_lock_path_that_is_no_lock_file_exits_73_writing_nothing(
     run_snap, redis_db, camera_dir, tmp_path, kind
 ):
@@ -821,10 +829,17 @@ def test_lock_path_that_is_no_lock_file_exits_73_writing_nothing(
     result = run_snap(timeout=20)
 
     assert result.returncode == 73
-    assert re.fullmatch(rf"snap: error: cannot (open|use) lock file {lock}: .+\n", result.stderr)
+    assert result.stderr == f"snap: error: {LOCK_PATH_REASONS[kind].format(lock)}\n"
     assert victim.read_text() == "keep me\n"
     assert camera_events(camera_dir) == []
     assert redis_db.keys("image:*") == []
+
+
+def test_lock_file_is_created_writable_by_every_user(run_snap, redis_db, camera_dir):
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert (camera_dir / "snap-camera0.lock").stat().st_mode & 0o777 == 0o666
 
 
 def test_spool_lock_planted_as_a_symlink_is_not_followed(run_snap, spool_dir, tmp_path):

@@ -426,6 +426,17 @@ def test_state_creates_nothing(tmp_path):
     assert not (tmp_path / "not").exists()
 
 
+def test_spooled_files_take_the_umask_and_are_not_executable(spool):
+    umask = os.umask(0o022)
+    os.umask(umask)
+
+    spool.keep(shot(1700000000))
+
+    [entry] = spool.entries()
+    for path in (entry.jpeg_path, entry.fields_path):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_temporary_file_planted_as_a_symlink_is_not_written_through(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
