@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, camera, logs, status, store, units
+from . import __version__, camera, logs, status, store
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
 from .guard import Guard
@@ -225,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE
     handler = setup_logging(args)
     try:
-        if args.install_timer:
-            return units.install_timer(args)
-        if args.uninstall_timer:
-            return units.uninstall_timer(args)
+        if args.install_timer or args.uninstall_timer:
+            from . import units  # only here: compileall and platform cost every shot a little
+
+            return units.install_timer(args) if args.install_timer else units.uninstall_timer(args)
         reject_timer_options(args)
         if args.stale is not None and not args.status:
             raise UsageError("--stale goes with --status")

@@ -111,12 +111,12 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
         guard.spool.prepare()
         connecting = store.Connecting(config)
     guard.step("waiting for another run to finish")
-    held: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
 
     def hold(shot: camera.Shot) -> None:
+        fields.update(store.shot_fields(shot, config))
         if not args.dry_run:
-            held.update(store.shot_fields(shot, config))
-            guard.hold(held)
+            guard.hold(fields)
 
     with shot_kept(guard):
         try:
@@ -124,7 +124,6 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
                 shot = camera.take_shot(config, guard, args.verbose, on_capture=hold)
         except camera.TooDark as dark:
             return skip_dark(config, guard, args, report, dark, started)
-        fields = held or store.shot_fields(shot, config)
         output_error = None
         if args.output is not None:
             guard.step("writing --output")
