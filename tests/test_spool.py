@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import make_app
 
 from snapcam import spool as spool_module
 from snapcam.errors import ShotRefused, SpoolError
@@ -138,6 +139,7 @@ def shared_spool():
     spool = Spool(parent / "spool", max_bytes=1_000)
     spool.prepare()
     spool.directory.chmod(0o777)
+    make_app(parent / "app", copy=True)  # snap's code, readable by that other user
     yield spool
     shutil.rmtree(parent)
 
@@ -151,7 +153,7 @@ def test_lock_file_another_user_made_still_serves_this_run(shared_spool, mode):
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
         + ["-c", KEEP_AS_NOBODY, str(shared_spool.directory)],
-        cwd=Path(spool_module.__file__).parent.parent,
+        cwd=shared_spool.directory.parent / "app",
         capture_output=True,
         text=True,
         timeout=30,
