@@ -11,11 +11,11 @@ import io
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import CameraError
-from .store import NO_LUX, lux_reading
+from .guard import Step
+from .shot import NO_LUX, Shot, lux_reading
 
 if TYPE_CHECKING:
     from .config import Config
@@ -30,6 +30,14 @@ HUNG_NEXT_STEP = "check the ribbon cable and run: rpicam-hello --list-cameras"
 BUSY_RETRY_SECONDS = 3.0
 UNREPORTED_SETTLE_FRAMES = 5
 
+# The camera's steps: a run that hangs in one is the camera's failure (exit 69).
+OPENING = Step("opening the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+STARTING = Step("starting the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+SETTLING = Step("waiting for exposure to settle", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+FOCUSING = Step("autofocus", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+CAPTURING = Step("capturing", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+CLOSING = Step("closing the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+
 
 class TooDark(Exception):
     """The camera's lux is below MIN_LUX: no shot is taken."""
@@ -37,13 +45,6 @@ class TooDark(Exception):
     def __init__(self, lux: int, min_lux: int):
         super().__init__(f"too dark (lux {lux} < MIN_LUX {min_lux})")
         self.lux = lux
-
-
-@dataclass(frozen=True)
-class Shot:
-    jpeg: memoryview
-    metadata: dict
-    timestamp: int
 
 
 def import_picamera2(verbose: bool):
@@ -204,16 +205,16 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
     """The shot, handed to on_capture(shot) as soon as it exists, before the camera closes,
     so that whatever happens from then on (a hung close, a signal) cannot lose it."""
     picamera2 = import_picamera2(verbose)
-    guard.step("opening the camera")
+    guard.step(OPENING)
     picam2 = open_camera(picamera2, config.camera_num)
     shot = None
     try:
         configure_camera(picam2, config, main_format(picamera2))
-        guard.step("starting the camera")
+        guard.step(STARTING)
         picam2.start(show_preview=False)
         metadata: dict = {}
         if config.settle_timeout > 0:
-            guard.step("waiting for exposure to settle")
+            guard.step(SETTLING)
             settled, metadata = wait_for_exposure(picam2, config.settle_timeout)
             if not settled:
                 log.warning(
@@ -221,12 +222,12 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
                     config.settle_timeout,
                 )
         if config.min_lux is not None:
-            guard.step("waiting for exposure to settle")
+            guard.step(SETTLING)
             check_light(picam2, config, metadata)
         if config.camera_autofocus:
-            guard.step("autofocus")
+            guard.step(FOCUSING)
             autofocus(picam2, config.autofocus_timeout)
-        guard.step("capturing")
+        guard.step(CAPTURING)
         shot = capture(picam2, config.capture_timeout)
         if on_capture is not None:
             on_capture(shot)
@@ -237,7 +238,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
         cancel_pending(picam2)
         raise
     finally:
-        guard.step("closing the camera")
+        guard.step(CLOSING)
         try:
             picam2.close()
         except Exception as error:

@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, camera, logs, status, store
+from . import __version__, camera, logs, status, store, watch
 from .config import SETTINGS, Config, load_config
-from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError
+from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError, describe
 from .guard import Guard
 from .masking import MaskingFilter, mask_text, mask_url
 from .run import run_shot
+from .shot import NO_LUX
 from .spool import Spool, size_text
-from .store import NO_LUX
 
 log = logging.getLogger("snap")
 
@@ -40,6 +40,17 @@ def shown_default(value: Any) -> str:
     if isinstance(value, float):
         return f" [{value:g}]"
     return f" [{value}]"
+
+
+def stale_seconds(text: str) -> float:
+    """--stale's value: seconds, more than 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0: {text!r}")
+    return seconds
 
 
 class Parser(argparse.ArgumentParser):
@@ -87,9 +98,9 @@ def build_parser() -> Parser:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--stale",
-        type=status.stale_seconds,
+        type=stale_seconds,
         metavar="SECONDS",
-        help=f"with --status: how recent a camera's last shot must be [{status.DEFAULT_STALE:g}]",
+        help=f"with --status: how recent a camera's last shot must be [{watch.DEFAULT_STALE:g}]",
     )
     timer = parser.add_argument_group("timer installation")
     timer.add_argument("--every", metavar="SPAN", help="interval, a systemd time span [1min]")
@@ -127,11 +138,9 @@ def emit(line: str) -> None:
         print(line, flush=True)
     except (OSError, ValueError) as error:
         silence(sys.stdout)
-        log.warning("cannot write to standard output: %s", describe(error))
-
-
-def describe(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error)
+        log.warning(
+            "cannot write to standard output: %s", getattr(error, "strerror", None) or error
+        )
 
 
 def silence(stream) -> None:
@@ -165,11 +174,11 @@ def finite(value: Any) -> Any:
     return value
 
 
-def report(args, result: dict) -> None:
-    if args.json:
+def report(result: dict, as_json: bool, quiet: bool) -> None:
+    if as_json:
         emit(json.dumps(finite(result), default=str, allow_nan=False))
         return
-    if args.quiet:
+    if quiet:
         return
     if result.get("skipped"):
         print(f"skipped: {result['skipped']}")
@@ -217,6 +226,22 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
     return failures[0] if failures else os.EX_OK
 
 
+def take_shot(config: Config, guard: Guard, args: argparse.Namespace) -> int:
+    """The shot, with the run's status recorded, whatever ends it, unless it is a dry run."""
+
+    def print_result(result: dict) -> None:
+        report(result, args.json, args.quiet)
+
+    def shot() -> int:
+        return run_shot(config, guard, print_result, args.output, args.dry_run, args.verbose)
+
+    if args.dry_run or not config.status_prefix:
+        return shot()
+    guard.on_expire = status.watchdog_report(config, guard)
+    with status.recording(config, guard):
+        return shot()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -242,9 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             return run_check(config, spool, args.verbose)
         if args.status:
-            return status.show(config, args)
-        with status.recording(config, guard, enabled=not args.dry_run):
-            return run_shot(config, guard, args, report)
+            return watch.show(config, args.stale, args.json)
+        return take_shot(config, guard, args)
     except SnapError as error:
         log.error("%s", error.line(), exc_info=args.verbose)
         return error.exit_code
@@ -255,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted")
         return 130
     except Exception as error:  # a bug: still one line, unless --verbose
-        log.error("unexpected %s: %s", type(error).__name__, error, exc_info=args.verbose)
+        log.error("%s", describe(error), exc_info=args.verbose)
         return os.EX_SOFTWARE
     finally:
         log.removeHandler(handler)

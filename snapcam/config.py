@@ -18,9 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError, UsageError
 from .masking import mask_url, password_misplaced
-
-# Fields of the data contract; CAMERA_METADATA may not shadow them.
-CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
+from .shot import CONTRACT_FIELDS, to_snake_case
 
 # Redis refuses an EXPIRE whose moment in milliseconds overflows 64 bits (2**63 ms is about
 # 9.2e15 s from 1970); inside MULTI the HSET lands all the same, leaving a key that never
@@ -45,10 +43,6 @@ class Setting(NamedTuple):
     above_minimum: bool = False  # the minimum itself is not allowed
     maximum: float | None = None
     check: Callable[[Any], Any] | None = None  # further validation of a parsed value
-
-
-def to_snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def check_redis_url(url: str) -> str:

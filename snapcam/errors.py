@@ -36,6 +36,10 @@ class SnapError(Exception):
     def line(self) -> str:
         return f"{self}; {self.next_step}" if self.next_step else str(self)
 
+    def reworded(self, message: str) -> SnapError:
+        """The same failure, told as `message`: same exit code, same next step."""
+        return type(self)(message, self.next_step)
+
 
 class UsageError(SnapError):
     exit_code = os.EX_USAGE
@@ -85,3 +89,14 @@ class Interrupted(BaseException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+    def reworded(self, message: str) -> Interrupted:
+        return Interrupted(message, self.exit_code)
+
+
+def describe(error: BaseException) -> str:
+    """An error as the one line snap prints: its own words for snap's errors, the
+    exception's type too for anything else (a bug)."""
+    if isinstance(error, (SnapError, Interrupted)):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"

@@ -12,24 +12,47 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from . import camera, status, store
+from . import camera, delivery, status, store
 from .config import Config
-from .errors import Interrupted, SnapError, SpoolError, WriteError
-from .guard import CameraLock, Guard
+from .errors import Interrupted, SnapError, SpoolError, WriteError, describe
+from .guard import Guard, Step
+from .locks import CameraLock
+from .shot import NO_LUX, Shot, shot_fields
 
 log = logging.getLogger("snap")
 
+# The spool's backlog is delivered a bounded batch per run, so that a long one never makes
+# a run late for the next: the rest waits for the runs after it.
 SPOOL_DELIVERY_MAX_SHOTS = 20
 SPOOL_DELIVERY_MAX_SECONDS = 10.0
 
+WAITING = Step("waiting for another run to finish")
+WRITING_OUTPUT = Step("writing --output", os.EX_CANTCREAT)
 
-def write_output(path, jpeg) -> None:
+Report = Callable[[dict], None]
+
+
+def write_output(path: Path, jpeg) -> None:
     try:
         path.write_bytes(jpeg)
     except OSError as error:
         raise WriteError(f"--output: cannot write {path}: {error.strerror}") from error
+
+
+def keep_held_shot(guard: Guard, error: BaseException) -> tuple[str, Interrupted | None]:
+    """Spool the shot the guard holds: where it is now ("" if none was held), and the stop
+    signal that came while it was saved, if one did."""
+    stop = None
+    while True:
+        try:
+            return guard.keep_unsaved(), stop
+        except SpoolError as spool_error:
+            raise SpoolError(f"{describe(error)}; the shot is lost: {spool_error}") from error
+        except Interrupted as signal_stop:  # the shot is saved by now, or not begun
+            stop = signal_stop
 
 
 @contextlib.contextmanager
@@ -40,52 +63,49 @@ def shot_kept(guard: Guard):
     try:
         yield
     except BaseException as error:
-        stop = None
-        while True:
-            try:
-                kept = guard.keep_unsaved()
-                break
-            except SpoolError as spool_error:
-                raise SpoolError(f"{describe(error)}; the shot is lost: {spool_error}") from error
-            except Interrupted as signal_stop:  # the shot is saved by now, or not begun
-                stop = signal_stop
+        kept, stop = keep_held_shot(guard, error)
         if stop is not None:
-            stop.args = (f"{stop}{kept}",)
-            raise stop from error
+            raise stop.reworded(f"{stop}{kept}") from error
         if not kept or not isinstance(error, (Exception, Interrupted)):
             raise
         if isinstance(error, (SnapError, Interrupted)):
-            error.args = (f"{error}{kept}",)
-            raise
+            raise error.reworded(f"{error}{kept}") from error
         raise SnapError(f"{describe(error)}{kept}") from error
 
 
-def describe(error: BaseException) -> str:
-    if isinstance(error, (SnapError, Interrupted)):
-        return str(error)
-    return f"unexpected {type(error).__name__}: {error}"
+def hold(guard: Guard, shot: Shot, config: Config, dry_run: bool) -> dict[str, Any]:
+    """The shot's fields, held by the guard before anything else is done with them."""
+    fields = shot_fields(shot, config.camera_name, config.camera_metadata)
+    if not dry_run:
+        guard.hold(fields)
+    if fields["lux"] == NO_LUX:
+        log.info("this camera gives no Lux reading: lux stored as %d", NO_LUX)
+    for name in config.camera_metadata:
+        if name not in shot.metadata:
+            log.warning("the camera reported no %s metadata", name)
+    return fields
 
 
 def store_shot(config: Config, guard: Guard, connecting: store.Connecting, fields: dict[str, Any]):
     """Store the shot and return (client, key); the guard lets go of it once Redis has it."""
-    guard.step("storing in Redis")
+    guard.step(store.STORING)
     try:
         client = connecting.client()
         key = store.store(client, config, fields, config.image_expiry)
     except SnapError as error:
-        error.args = (f"not stored: {error}",)
-        raise
+        raise error.reworded(f"not stored: {error}") from error
     guard.release()
     return client, key
 
 
 def deliver_backlog(client, config: Config, guard: Guard) -> None:
-    guard.step("delivering the spool")
+    guard.step(store.DELIVERING)
     spool = guard.spool
     try:
         with spool.locked(wait=0) as holding:
             if holding:  # else another run is delivering it
-                spool.deliver(
+                delivery.deliver(
+                    spool,
                     lambda fields, ttl: store.store(client, config, fields, ttl),
                     config.image_expiry,
                     SPOOL_DELIVERY_MAX_SHOTS,
@@ -95,48 +115,50 @@ def deliver_backlog(client, config: Config, guard: Guard) -> None:
         log.warning("spool delivery stopped: %s; %s left", error, spool.summary())
 
 
-def skip_dark(config: Config, guard: Guard, args, report, dark, started: float) -> int:
+def skip_dark(config, guard, dark: camera.TooDark, dry_run, report, started: float) -> int:
     """Too dark for MIN_LUX: nothing taken or stored, and the run succeeds."""
     seconds = round(time.monotonic() - started, 3)
-    report(args, {"key": None, "skipped": str(dark), "lux": dark.lux, "seconds": seconds})
-    if not args.dry_run:
+    report({"key": None, "skipped": str(dark), "lux": dark.lux, "seconds": seconds})
+    if not dry_run:
         status.record_dark(config, guard)
     return os.EX_OK
 
 
-def run_shot(config: Config, guard: Guard, args, report) -> int:
-    """Take the shot, store it (unless --dry-run), report it, deliver the backlog."""
+def run_shot(
+    config: Config,
+    guard: Guard,
+    report: Report,
+    output: Path | None = None,
+    dry_run: bool = False,
+    verbose: bool = False,
+) -> int:
+    """Take the shot, store it (unless dry_run), report it, deliver the backlog."""
     started = time.monotonic()
-    if not args.dry_run:
+    if not dry_run:
         guard.spool.prepare()
         connecting = store.Connecting(config)
-    guard.step("waiting for another run to finish")
+    guard.step(WAITING)
     fields: dict[str, Any] = {}
 
-    def hold(shot: camera.Shot) -> None:
-        fields.update(store.shot_fields(shot, config))
-        if not args.dry_run:
-            guard.hold(fields)
+    def on_capture(shot: Shot) -> None:
+        fields.update(hold(guard, shot, config, dry_run))
 
     with shot_kept(guard):
         try:
-            with CameraLock(config):
-                shot = camera.take_shot(config, guard, args.verbose, on_capture=hold)
+            with CameraLock(config.lock_dir, config.camera_num, config.lock_timeout):
+                shot = camera.take_shot(config, guard, verbose, on_capture=on_capture)
         except camera.TooDark as dark:
-            return skip_dark(config, guard, args, report, dark, started)
+            return skip_dark(config, guard, dark, dry_run, report, started)
         output_error = None
-        if args.output is not None:
-            guard.step("writing --output")
+        if output is not None:
+            guard.step(WRITING_OUTPUT)
             try:
-                write_output(args.output, shot.jpeg)
+                write_output(output, shot.jpeg)
             except WriteError as error:
                 output_error = error
                 log.error("%s", error)
-        client, key = (
-            (None, None) if args.dry_run else store_shot(config, guard, connecting, fields)
-        )
+        client, key = (None, None) if dry_run else store_shot(config, guard, connecting, fields)
     report(
-        args,
         {
             "key": key,
             "timestamp": shot.timestamp,
@@ -145,7 +167,7 @@ def run_shot(config: Config, guard: Guard, args, report) -> int:
             "ttl": None if key is None else config.image_expiry,
             "seconds": round(time.monotonic() - started, 3),
             "metadata": shot.metadata,
-        },
+        }
     )
     exit_code = output_error.exit_code if output_error else os.EX_OK
     if client is not None:

@@ -12,13 +12,12 @@ NAME is <capture unix seconds>-<pid>-<6 hex digits>: oldest first by name's numb
 A .partial file, or a NAME.jpg without NAME.json, left by a run that was killed is removed
 once it is an hour old (by mtime); until then it counts against SPOOL_MAX_MB.
 Version 1 (snap 1.0) wrote the fields object itself as NAME.json; it is read as well.
+Adding and trimming shots is keeping.py's; delivering them, delivery.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -26,21 +25,17 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .errors import ShotRefused, SpoolError
-from .guard import open_lock
-from .store import field_problem
+from .errors import SpoolError
+from .locks import LockFileError, acquire, open_checked
+from .shot import NO_LUX, field_problem
 
 log = logging.getLogger("snap")
 
 FORMAT_VERSION = 2
 # Waiting for another run to release the spool is bounded: a shot is added without it.
 LOCK_WAIT_SECONDS = 5.0
-# A file left by a killed run: old enough, it is no longer one being written.
-ORPHAN_GRACE_SECONDS = 3600
-# A full disk or quota: older shots make room for the new one.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 ENTRY_NAME = re.compile(r"\d+-[^.]*")
 
 
@@ -50,28 +45,6 @@ def size_text(count: int) -> str:
 
 def shot_time(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def create_new(path, flags: int) -> int:
-    """An opener for open(): a file of its own, never one a symbolic link planted under its
-    name points to."""
-    return os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename: a crash never leaves a half file under `path`, and a
-    failed write (a full disk) leaves no temporary file either."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        with open(temporary, "wb", opener=create_new) as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 def fields_from_json(text: str) -> dict[str, Any]:
@@ -119,6 +92,8 @@ class Contents:
 
 
 class Spool:
+    """The spool's directory: what it holds, each entry read or removed, and its lock."""
+
     def __init__(self, directory: Path, max_bytes: int):
         self.directory = directory
         self.max_bytes = max_bytes
@@ -167,70 +142,19 @@ class Spool:
         wait = LOCK_WAIT_SECONDS if wait is None else wait
         lock_path = self.directory / ".lock"
         try:
-            fd = open_lock(lock_path)
-        except OSError as error:
-            log.warning("cannot open the spool's lock %s: %s", lock_path, error.strerror)
+            fd = open_checked(lock_path)
+        except LockFileError as error:
+            log.warning("cannot open the spool's lock %s: %s", lock_path, error.reason)
             yield False
             return
+
+        def tell() -> None:
+            log.info("waiting up to %g s for another run to release the spool", wait)
+
         try:
-            deadline = time.monotonic() + wait
-            told = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    if not told:
-                        log.info("waiting up to %g s for another run to release the spool", wait)
-                        told = True
-                    time.sleep(0.05)
-            yield True
+            yield acquire(fd, wait, on_wait=tell)
         finally:
             os.close(fd)
-
-    def add(self, fields: dict[str, Any]) -> None:
-        """Write one entry, whole or not at all; OSError if it cannot."""
-        name = f"{fields['timestamp']}-{os.getpid()}-{os.urandom(3).hex()}"
-        other_fields = {key: value for key, value in fields.items() if key != "image_data"}
-        document = json.dumps({"version": FORMAT_VERSION, "fields": other_fields}, default=str)
-        jpeg_path = self.directory / f"{name}.jpg"
-        write_atomically(jpeg_path, fields["image_data"])
-        try:
-            write_atomically(self.directory / f"{name}.json", document.encode())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                jpeg_path.unlink()
-            raise
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-    def keep(self, fields: dict[str, Any]) -> None:
-        """Add a shot and trim the spool to its size limit. When the disk is full, the oldest
-        shots make room for the new one. Waiting for another run's lock is bounded: past
-        it, the shot is added all the same (names never clash), only not trimmed."""
-        with self.locked() as holding:
-            if not holding:
-                log.warning(
-                    "the spool is still locked by another run after %g s: "
-                    "adding this shot without trimming the spool",
-                    LOCK_WAIT_SECONDS,
-                )
-            while True:
-                try:
-                    self.add(fields)
-                    break
-                except OSError as error:
-                    older = self.entries() if holding and error.errno in DISK_FULL else []
-                    if not older or not self.dropped(older[0], f"spool full ({error.strerror})"):
-                        raise self.failure(error) from error
-            if holding:
-                self.trim()
 
     def contents(self) -> Contents:
         """The spool's entries (oldest first), orphans and set-aside fields."""
@@ -260,50 +184,15 @@ class Spool:
         return self.contents().entries
 
     @staticmethod
-    def removed(entry: Entry) -> bool:
-        """Remove an entry, its .json first: without it the .jpg is no longer a shot."""
+    def remove(entry: Entry) -> bool:
+        """Remove an entry, its .json first (without it the .jpg is no longer a shot); whether
+        it is gone."""
         try:
             entry.fields_path.unlink()
             entry.jpeg_path.unlink(missing_ok=True)
         except OSError as error:
             log.warning("cannot remove %s: %s", entry.fields_path.name, error.strerror)
         return not os.path.lexists(entry.fields_path)
-
-    def dropped(self, entry: Entry, why: str) -> bool:
-        if not self.removed(entry):
-            return False
-        log.warning(
-            "%s: dropped the shot taken %s (%s)",
-            why,
-            shot_time(entry.timestamp),
-            entry.jpeg_path.name,
-        )
-        return True
-
-    def clean_orphans(self, orphans: list[Path]) -> list[Path]:
-        """Remove the files killed runs left over an hour ago; return the others."""
-        left = []
-        for path in orphans:
-            with contextlib.suppress(OSError):
-                if time.time() - path.lstat().st_mtime >= ORPHAN_GRACE_SECONDS:
-                    path.unlink()
-                    log.info("removed %s, left unfinished by a run that was killed", path.name)
-                    continue
-            left.append(path)
-        return left
-
-    def trim(self) -> None:
-        """Remove old orphans, then drop the oldest shots past SPOOL_MAX_MB, orphans still
-        in their grace period counted; the newest shot is always kept."""
-        contents = self.contents()
-        orphans = self.clean_orphans(contents.orphans)
-        total = sum(entry.size for entry in contents.entries)
-        total += sum(file_size(path) for path in orphans)
-        for entry in contents.entries[:-1]:
-            if total <= self.max_bytes:
-                break
-            total -= entry.size
-            self.dropped(entry, f"spool over SPOOL_MAX_MB={self.max_bytes // 1_000_000}")
 
     def summary(self, contents: Contents | None = None) -> str:
         entries = (contents or self.contents()).entries
@@ -322,7 +211,7 @@ class Spool:
         problem = field_problem(fields)
         if problem:
             raise Unusable(problem)
-        fields.setdefault("lux", -1)  # "no reading": version 1 left lux out then
+        fields.setdefault("lux", NO_LUX)  # "no reading": version 1 left lux out then
         try:
             jpeg = entry.jpeg_path.read_bytes()
         except FileNotFoundError as error:
@@ -348,44 +237,3 @@ class Spool:
             why,
             entry.fields_path.name + ".unreadable",
         )
-
-    def deliver(
-        self,
-        put: Callable[[dict[str, Any], int], str],
-        expiry: int,
-        max_shots: int,
-        max_seconds: float,
-    ) -> None:
-        """Hand the oldest shots to put(fields, ttl) with what is left of their TTL, a bounded
-        batch per run; the caller holds the lock. Shots past their expiry are discarded and
-        entries that cannot be delivered set aside, neither counted in the batch; a shot Redis
-        refuses stays for a later run, and the shots behind it are delivered."""
-        started = time.monotonic()
-        tried = 0
-        for entry in self.entries():
-            if tried >= max_shots or time.monotonic() - started > max_seconds:
-                break
-            # Never longer than IMAGE_EXPIRY, even if the clock went back since the capture.
-            ttl = min(entry.timestamp + expiry - int(time.time()), expiry)
-            if ttl <= 0:
-                if not self.removed(entry):
-                    self.set_aside(entry, "past its expiry, it cannot be removed")
-                else:
-                    log.info(
-                        "discarded the spooled shot taken %s: past its expiry",
-                        shot_time(entry.timestamp),
-                    )
-                continue
-            try:
-                fields = self.read(entry)
-            except Unusable as why:
-                self.set_aside(entry, str(why))
-                continue
-            tried += 1
-            try:
-                key = put(fields, ttl)
-            except ShotRefused as error:
-                log.warning("spooled shot %s kept for later: %s", entry.jpeg_path.name, error)
-                continue
-            self.removed(entry)  # if it stays, its shot_id keeps it from being stored twice
-            log.info("delivered the spooled shot %s (expires in %d s)", key, ttl)

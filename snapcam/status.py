@@ -22,13 +22,11 @@ is unreachable), never the run's failure.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -37,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
 from . import __version__, store
-from .errors import ConfigError, Interrupted, SnapError
-from .masking import mask_text, mask_url
+from .errors import Interrupted, SnapError, describe
+from .masking import mask_text
 
 if TYPE_CHECKING:
     from .config import Config
@@ -51,9 +49,6 @@ STATE_VERSION = 1
 STATUS_SECONDS = 1.0  # at most this long for the status write, on top of the run
 DEADLINE_MARGIN = 0.2  # seconds kept free before RUN_TIMEOUT
 ERROR_MAX_CHARS = 400
-STORE_STEP = "storing in Redis"  # the guard's step while Redis takes the shot (run.py)
-DEFAULT_STALE = 300.0
-STALE_EXIT = 1
 STATE_FIELDS = {
     "last_run": 0,
     "last_exit": 0,
@@ -65,15 +60,6 @@ STATE_FIELDS = {
     "last_error": "",
     "skipped_dark": 0,
 }
-
-
-def status_key(config: Config) -> str:
-    return f"{config.status_prefix}:{config.camera_name}"
-
-
-def acl_key_pattern(config: Config) -> str:
-    """The ACL key pattern of this camera's status key, glob characters escaped."""
-    return "~" + re.sub(r"([*?\[\]\\])", r"\\\1", status_key(config))
 
 
 def state_path(config: Config) -> Path:
@@ -136,7 +122,7 @@ def write_hash(config: Config, guard: Guard, fields: dict[str, Any], client=None
     import redis  # here, not in the thread: an import is no wait on the network
 
     seconds = min(STATUS_SECONDS, guard.deadline - time.monotonic() - DEADLINE_MARGIN)
-    key = status_key(config)
+    key = store.status_key(config)
     if seconds <= 0:
         log.debug("status not written to %s: the run is at its RUN_TIMEOUT", key)
         return
@@ -163,7 +149,7 @@ def write_hash(config: Config, guard: Guard, fields: dict[str, Any], client=None
     if isinstance(error, store.redis_errors()):
         error = store.redis_failure(error, config)
     elif not isinstance(error, SnapError):
-        error = f"unexpected {type(error).__name__}: {error}"
+        error = describe(error)
     log.warning("status not written to %s: %s", key, error)
 
 
@@ -186,7 +172,7 @@ def record(
         if reach_redis:
             write_hash(config, guard, fields, client)
     except Exception as error:
-        log.warning("status not recorded: unexpected %s: %s", type(error).__name__, error)
+        log.warning("status not recorded: %s", describe(error))
 
 
 def record_stored(
@@ -232,19 +218,21 @@ def record_failure(
     record(config, guard, failed, reach_redis=reach_redis)
 
 
+def watchdog_report(config: Config, guard: Guard) -> Callable[[str, int], None]:
+    """What the guard calls as its deadline ends the run: the failure kept on disk only, for
+    the next run to report."""
+    return lambda line, code: record_failure(config, guard, code, line, reach_redis=False)
+
+
 @contextlib.contextmanager
-def recording(config: Config, guard: Guard, enabled: bool = True):
-    """Record a run that ends in an error, a stop signal or the watchdog (the guard's deadline:
-    on disk only, the next run reports it); the error goes on as it was."""
-    if not enabled or not config.status_prefix:
-        yield
-        return
-    guard.on_expire = lambda line, code: record_failure(config, guard, code, line, False)
+def recording(config: Config, guard: Guard):
+    """Record a run that ends in an error or a stop signal; the error goes on as it was."""
     try:
         yield
     except SnapError as error:
         # Redis did not take the shot: the next run that reaches it reports this one.
-        record_failure(config, guard, error.exit_code, str(error), guard.current_step != STORE_STEP)
+        reach_redis = guard.current_step is not store.STORING
+        record_failure(config, guard, error.exit_code, str(error), reach_redis)
         raise
     except Interrupted as stop:
         record_failure(config, guard, stop.exit_code, str(stop), False)
@@ -253,120 +241,5 @@ def recording(config: Config, guard: Guard, enabled: bool = True):
         record_failure(config, guard, 130, "interrupted", False)
         raise
     except Exception as error:
-        record_failure(config, guard, os.EX_SOFTWARE, f"unexpected {type(error).__name__}: {error}")
+        record_failure(config, guard, os.EX_SOFTWARE, describe(error))
         raise
-
-
-# --- --status -----------------------------------------------------------------------------
-
-
-def stale_seconds(text: str) -> float:
-    """--stale's value: seconds, more than 0."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0: {text!r}")
-    return seconds
-
-
-def read_statuses(client, prefix: str) -> list[tuple[str, dict[str, str]]]:
-    """Every status hash under the prefix: (camera name, fields), by name."""
-    keys = sorted({key.decode() for key in client.scan_iter(match=f"{prefix}:*", _type="hash")})
-    statuses = []
-    for key in keys:
-        fields = client.hgetall(key)
-        if fields:  # else it expired or was deleted since the SCAN
-            decoded = {
-                name.decode(): value.decode(errors="replace") for name, value in fields.items()
-            }
-            statuses.append((key[len(prefix) + 1 :], decoded))
-    return statuses
-
-
-def number(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def assess(name: str, fields: dict[str, str], now: int, stale: float) -> dict[str, Any]:
-    """A camera's status as --status reports it: fresh when it stored a shot, or skipped one
-    as too dark, within `stale` seconds."""
-    camera: dict[str, Any] = {"camera": name}
-    for field, default in (*STATE_FIELDS.items(), ("spooled", 0), ("version", ""), ("host", "")):
-        value = fields.get(field)
-        camera[field] = number(value) if isinstance(default, int) else (value or "")
-    camera["age"] = now - camera["last_stored"] if camera["last_stored"] else None
-    dark_age = now - camera["skipped_dark"] if camera["skipped_dark"] else None
-    if camera["age"] is not None and camera["age"] <= stale:
-        camera["state"] = "ok"
-    elif dark_age is not None and dark_age <= stale:
-        camera["state"] = "dark"
-    else:
-        camera["state"] = "stale"
-    return camera
-
-
-def ago(now: int, then: int) -> str:
-    seconds = now - then
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 2 * 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
-
-
-def status_line(camera: dict[str, Any], now: int) -> str:
-    last_shot = (
-        f"last shot {ago(now, camera['last_stored'])} ({camera['last_key']})"
-        if camera["last_stored"]
-        else "no shot stored yet"
-    )
-    state = "STALE" if camera["state"] == "stale" else camera["state"]
-    parts = [f"{camera['camera']}: {state}", last_shot]
-    if camera["state"] == "dark":
-        parts.append(f"too dark {ago(now, camera['skipped_dark'])}")
-    failures = camera["failures"]
-    parts += [
-        f"exit {camera['last_exit']}",
-        f"{failures} failure{'s' if failures != 1 else ''}",
-        f"{camera['spooled']} spooled",
-    ]
-    line = ", ".join(parts)
-    if camera["last_error"]:
-        line += f"; last error {ago(now, camera['last_failure'])}: {camera['last_error']}"
-    return line
-
-
-def show(config: Config, args) -> int:
-    """--status: one line (or one JSON object) per camera; 0 when every camera is fresh,
-    STALE_EXIT when one is not or none has a status."""
-    if not config.status_prefix:
-        raise ConfigError(
-            "STATUS_PREFIX is set empty: no camera writes a status; unset it for snap:camera"
-        )
-    stale = DEFAULT_STALE if args.stale is None else args.stale
-    stale = int(stale) if stale == int(stale) else stale
-    client = store.redis_client(config)
-    try:
-        statuses = read_statuses(client, config.status_prefix)
-    except store.redis_errors() as error:
-        raise store.redis_failure(error, config) from error
-    now = int(time.time())
-    cameras = [assess(name, fields, now, stale) for name, fields in statuses]
-    fresh = bool(cameras) and all(camera["state"] != "stale" for camera in cameras)
-    if args.json:
-        print(
-            json.dumps({"ok": fresh, "stale_seconds": stale, "cameras": cameras}, allow_nan=False)
-        )
-    elif not cameras:
-        print(f"no camera status under {config.status_prefix}:* at {mask_url(config.redis_url)}")
-    else:
-        for camera in cameras:
-            print(status_line(camera, now))
-    return os.EX_OK if fresh else STALE_EXIT

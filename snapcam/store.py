@@ -1,97 +1,42 @@
-"""Redis: the shot's hash, its key, and Redis's failures as one clean line each.
+"""Redis: the client, every key snap writes, and Redis's failures as one clean line each.
 
 A shot is the hash PREFIX:<unix seconds> (image_data, timestamp, mime_type, lux, camera,
 shot_id and the CAMERA_METADATA fields), written with its TTL in one MULTI/EXEC, never over
-another, and never twice.
+another, and never twice. A camera's status is the hash STATUS_PREFIX:<CAMERA_NAME>.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from .config import to_snake_case
 from .errors import ConfigError, PermissionRefused, ShotRefused, SnapError, TemporaryFailure
+from .guard import Step
 from .masking import mask_text, mask_url
+from .shot import SHOT_ID, new_shot_id
 
 if TYPE_CHECKING:
-    from .camera import Shot
     from .config import Config
 
-log = logging.getLogger("snap")
-
-MIME_TYPE = "image/jpeg"
 # REDIS_URL's TLS files as redis-cli's options.
 REDIS_CLI_TLS_FILES = {"ssl_ca_certs": "--cacert", "ssl_certfile": "--cert", "ssl_keyfile": "--key"}
-# lux when the camera gives no reading (USB cameras): the front ends need a number.
-NO_LUX = -1
-# A random id per shot, stored with it: whoever finds it under a key knows the shot is there.
-SHOT_ID = "shot_id"
 # Writes the server dropped the connection on, the key still free: a shot over its size
 # limits is dropped every time, so after these the shot is refused.
 MAX_DROPPED_WRITES = 3
 
-
-def new_shot_id() -> str:
-    return os.urandom(8).hex()
-
-
-def flat_value(value: Any) -> Any:
-    """A metadata value as a Redis hash field: numbers stay numbers, tuples join."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(flat_value(item)) for item in value)
-    return value
+STORING = Step("storing in Redis")
+DELIVERING = Step("delivering the spool")
 
 
-def lux_reading(metadata: dict) -> int:
-    lux = metadata.get("Lux")
-    if isinstance(lux, (int, float)) and not isinstance(lux, bool) and math.isfinite(lux):
-        return max(int(lux), 0)
-    return NO_LUX
+def status_key(config: Config) -> str:
+    return f"{config.status_prefix}:{config.camera_name}"
 
 
-def shot_fields(shot: Shot, config: Config) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "image_data": shot.jpeg,
-        "timestamp": shot.timestamp,
-        "mime_type": MIME_TYPE,
-        "camera": config.camera_name,
-        SHOT_ID: new_shot_id(),
-    }
-    fields["lux"] = lux_reading(shot.metadata)
-    if fields["lux"] == NO_LUX:
-        log.info("this camera gives no Lux reading: lux stored as %d", NO_LUX)
-    for name in config.camera_metadata:
-        if name in shot.metadata:
-            fields[to_snake_case(name)] = flat_value(shot.metadata[name])
-        else:
-            log.warning("the camera reported no %s metadata", name)
-    return fields
-
-
-def field_problem(fields: dict[str, Any]) -> str:
-    """Why these fields cannot go into a Redis hash, or ""."""
-    for name in ("timestamp", "mime_type"):
-        if name not in fields:
-            return f"its fields lack {name}"
-    if type(fields["timestamp"]) is not int:
-        return "its timestamp is not a whole number"
-    for name, value in fields.items():
-        if type(value) not in (str, int, float):
-            return f"its field {name} holds {type(value).__name__}, not a string or a number"
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                return f"its field {name} is not valid UTF-8"
-    return ""
+def acl_key_pattern(config: Config) -> str:
+    """The ACL key pattern of this camera's status key, glob characters escaped."""
+    return "~" + re.sub(r"([*?\[\]\\])", r"\\\1", status_key(config))
 
 
 def check_url_options(url: str) -> None:
@@ -240,8 +185,6 @@ def permission_hint(reason: str, config: Config) -> str:
         return f"grant it with: ACL SETUSER {user} +{command.group(1).lower()}"
     keys = f"~{config.image_key_prefix}:*"
     if config.status_prefix:
-        from .status import acl_key_pattern
-
         keys += f" {acl_key_pattern(config)}"
     return f"grant the keys with: ACL SETUSER {user} {keys}"
 

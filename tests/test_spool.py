@@ -19,9 +19,11 @@ from types import SimpleNamespace
 import pytest
 from conftest import make_app
 
+from snapcam import delivery, keeping
 from snapcam import spool as spool_module
 from snapcam.errors import ShotRefused, SpoolError
-from snapcam.spool import FORMAT_VERSION, ORPHAN_GRACE_SECONDS, Spool, write_atomically
+from snapcam.keeping import ORPHAN_GRACE_SECONDS, write_atomically
+from snapcam.spool import FORMAT_VERSION, Spool
 
 
 @pytest.fixture
@@ -42,7 +44,8 @@ def shot(timestamp: int, size: int = 1000) -> dict:
 
 def delivered_by(spool: Spool, expiry: int = 3600, max_shots: int = 20) -> list[tuple]:
     stored = []
-    spool.deliver(
+    delivery.deliver(
+        spool,
         lambda fields, ttl: stored.append((fields, ttl)) or f"image:{fields['timestamp']}",
         expiry,
         max_shots,
@@ -52,7 +55,7 @@ def delivered_by(spool: Spool, expiry: int = 3600, max_shots: int = 20) -> list[
 
 
 def test_kept_shot_is_a_jpeg_and_its_fields_in_the_current_format(spool):
-    spool.keep(shot(1700000000))
+    keeping.keep(spool, shot(1700000000))
 
     [entry] = spool.entries()
     assert entry.jpeg_path.read_bytes() == shot(1700000000)["image_data"]
@@ -64,7 +67,7 @@ def test_kept_shot_is_a_jpeg_and_its_fields_in_the_current_format(spool):
 
 
 def test_writing_leaves_no_partial_file(spool):
-    spool.keep(shot(1700000000))
+    keeping.keep(spool, shot(1700000000))
 
     assert [path for path in spool.directory.iterdir() if path.name.endswith(".partial")] == []
 
@@ -81,7 +84,7 @@ def file_size_limit():
 
 def test_failed_write_leaves_no_file_behind(spool, file_size_limit):
     with pytest.raises(SpoolError, match="File too large"):
-        spool.keep(shot(1700000000, size=50_000))
+        keeping.keep(spool, shot(1700000000, size=50_000))
 
     assert sorted(path.name for path in spool.directory.iterdir()) == [".lock"]
 
@@ -95,7 +98,8 @@ def test_fields_failing_to_fit_take_their_jpeg_away_too(small_disk):
     (small_disk / "ballast").write_bytes(bytes((disk.f_bavail - 1) * disk.f_frsize))
 
     with pytest.raises(SpoolError, match="No space left on device"):
-        spool.keep(shot(1700000000, size=4000))  # the JPEG fits in the last block, not the rest
+        # the JPEG fits in the last block, not the rest
+        keeping.keep(spool, shot(1700000000, size=4000))
 
     assert sorted(path.name for path in spool.directory.iterdir()) == [".lock"]
 
@@ -105,9 +109,9 @@ def test_full_disk_drops_the_oldest_shots_for_the_new_one(small_disk):
     spool.prepare()
     now = int(time.time())
     for age in (30, 20, 10):
-        spool.keep(shot(now - age, size=300_000))
+        keeping.keep(spool, shot(now - age, size=300_000))
 
-    spool.keep(shot(now, size=300_000))
+    keeping.keep(spool, shot(now, size=300_000))
 
     kept = [entry.timestamp for entry in spool.entries()]
     assert kept[-1] == now and now - 30 not in kept
@@ -124,10 +128,11 @@ def test_lock_file_is_created_writable_by_every_user(spool):
 KEEP_AS_NOBODY = """
 import logging, sys
 from pathlib import Path
+from snapcam import keeping
 from snapcam.spool import Spool
 logging.basicConfig(format="%(message)s")
 spool = Spool(Path(sys.argv[1]), 1_000)
-spool.keep({"image_data": b"\\xff\\xd8" * 1000, "timestamp": 1700000001, "mime_type": "x"})
+keeping.keep(spool, {"image_data": b"\\xff\\xd8" * 1000, "timestamp": 1700000001, "mime_type": "x"})
 """
 
 
@@ -147,7 +152,7 @@ def shared_spool():
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 @pytest.mark.parametrize("mode", [0o666, 0o644])
 def test_lock_file_another_user_made_still_serves_this_run(shared_spool, mode):
-    shared_spool.keep(shot(1700000000))
+    keeping.keep(shared_spool, shot(1700000000))
     (shared_spool.directory / ".lock").chmod(mode)
 
     result = subprocess.run(
@@ -167,14 +172,14 @@ def test_lock_file_another_user_made_still_serves_this_run(shared_spool, mode):
 
 def test_waiting_for_the_lock_is_bounded(spool, monkeypatch):
     monkeypatch.setattr(spool_module, "LOCK_WAIT_SECONDS", 0.5)
-    keeping = threading.Thread(target=spool.keep, args=(shot(1700000000),), daemon=True)
+    keeper = threading.Thread(target=keeping.keep, args=(spool, shot(1700000000)), daemon=True)
     with spool.locked() as first:
         started = time.monotonic()
-        keeping.start()
-        keeping.join(timeout=5)
+        keeper.start()
+        keeper.join(timeout=5)
         waited = time.monotonic() - started
 
-    assert first and not keeping.is_alive()
+    assert first and not keeper.is_alive()
     assert 0.5 <= waited < 2
     assert len(spool.entries()) == 1
 
@@ -216,8 +221,8 @@ UNDELIVERABLE = {
 @pytest.mark.parametrize("damage", sorted(UNDELIVERABLE))
 def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spool, damage):
     now = int(time.time())
-    spool.keep(shot(now - 10))
-    spool.keep(shot(now - 5))
+    keeping.keep(spool, shot(now - 10))
+    keeping.keep(spool, shot(now - 5))
     damaged = spool.entries()[0]
     UNDELIVERABLE[damage](damaged.jpeg_path, damaged.fields_path)
 
@@ -230,8 +235,8 @@ def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spoo
 
 def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
     now = int(time.time())
-    spool.keep(shot(now - 10, size=5000))
-    spool.keep(shot(now - 5))
+    keeping.keep(spool, shot(now - 10, size=5000))
+    keeping.keep(spool, shot(now - 5))
     stored = []
 
     def put(fields, ttl):
@@ -240,7 +245,7 @@ def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
         stored.append(fields["timestamp"])
         return "image:x"
 
-    spool.deliver(put, 3600, 20, 10.0)
+    delivery.deliver(spool, put, 3600, 20, 10.0)
 
     assert stored == [now - 5]
     assert [entry.timestamp for entry in spool.entries()] == [now - 10]
@@ -249,9 +254,9 @@ def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
 def test_expired_shots_do_not_use_up_the_batch(spool):
     now = int(time.time())
     for age in (5000, 4000, 3000):
-        spool.keep(shot(now - age))
-    spool.keep(shot(now - 2))
-    spool.keep(shot(now - 1))
+        keeping.keep(spool, shot(now - age))
+    keeping.keep(spool, shot(now - 2))
+    keeping.keep(spool, shot(now - 1))
 
     stored = delivered_by(spool, expiry=1000, max_shots=2)
 
@@ -260,7 +265,7 @@ def test_expired_shots_do_not_use_up_the_batch(spool):
 
 
 def test_ttl_never_exceeds_image_expiry_when_the_clock_went_back(spool):
-    spool.keep(shot(int(time.time()) + 500))  # taken before the clock was set back
+    keeping.keep(spool, shot(int(time.time()) + 500))  # taken before the clock was set back
 
     [(_fields, ttl)] = delivered_by(spool, expiry=1000)
 
@@ -281,7 +286,7 @@ def test_orphans_are_removed_after_the_grace_period(spool):
     age(old_partial, ORPHAN_GRACE_SECONDS + 60)
     age(old_jpeg, ORPHAN_GRACE_SECONDS + 60)
 
-    spool.keep(shot(1700000002))
+    keeping.keep(spool, shot(1700000002))
 
     assert not old_partial.exists() and not old_jpeg.exists()
     assert young_jpeg.exists()
@@ -291,19 +296,19 @@ def test_orphans_count_against_the_size_limit(spool):
     (spool.directory / ".1700000000-1-abcdef.jpg.partial").write_bytes(bytes(600_000))
     now = int(time.time())
 
-    spool.keep(shot(now - 1, size=300_000))
-    spool.keep(shot(now, size=300_000))
+    keeping.keep(spool, shot(now - 1, size=300_000))
+    keeping.keep(spool, shot(now, size=300_000))
 
     assert [entry.timestamp for entry in spool.entries()] == [now]
 
 
 def test_set_aside_fields_keep_their_jpeg_from_the_orphan_cleaning(spool):
-    spool.keep(shot(1700000000))
+    keeping.keep(spool, shot(1700000000))
     [entry] = spool.entries()
     entry.fields_path.rename(entry.fields_path.with_suffix(".json.unreadable"))
     age(entry.jpeg_path, ORPHAN_GRACE_SECONDS + 60)
 
-    spool.keep(shot(1700000001))
+    keeping.keep(spool, shot(1700000001))
 
     assert entry.jpeg_path.exists()
 
@@ -320,8 +325,8 @@ def test_unknown_format_is_set_aside_and_the_jpeg_kept(spool):
 
 def test_delivery_is_oldest_first_with_what_is_left_of_the_ttl(spool):
     now = int(time.time())
-    spool.keep(shot(now - 100))
-    spool.keep(shot(now - 200))
+    keeping.keep(spool, shot(now - 100))
+    keeping.keep(spool, shot(now - 200))
 
     stored = delivered_by(spool, expiry=1000)
 
@@ -331,7 +336,7 @@ def test_delivery_is_oldest_first_with_what_is_left_of_the_ttl(spool):
 
 
 def test_expired_shot_is_discarded_not_delivered(spool):
-    spool.keep(shot(int(time.time()) - 5000))
+    keeping.keep(spool, shot(int(time.time()) - 5000))
 
     assert delivered_by(spool, expiry=3600) == []
     assert spool.entries() == []
@@ -340,7 +345,7 @@ def test_expired_shot_is_discarded_not_delivered(spool):
 def test_delivery_stops_after_its_batch(spool):
     now = int(time.time())
     for age in range(5):
-        spool.keep(shot(now - age))
+        keeping.keep(spool, shot(now - age))
 
     assert len(delivered_by(spool, max_shots=3)) == 3
     assert len(spool.entries()) == 2
@@ -349,35 +354,33 @@ def test_delivery_stops_after_its_batch(spool):
 def test_delivery_stops_at_its_time_bound(spool, monkeypatch):
     now = int(time.time())
     for age in range(5):
-        spool.keep(shot(now - age))
+        keeping.keep(spool, shot(now - age))
     ticks = itertools.count()  # a clock that moves a second each time it is read
     clock = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
-    monkeypatch.setattr(
-        spool_module, "time", SimpleNamespace(**{**clock, "monotonic": ticks.__next__})
-    )
+    monkeypatch.setattr(delivery, "time", SimpleNamespace(**{**clock, "monotonic": ticks.__next__}))
 
     stored = []
-    spool.deliver(lambda fields, ttl: stored.append(fields) or "key", 3600, 20, 2.5)
+    delivery.deliver(spool, lambda fields, ttl: stored.append(fields) or "key", 3600, 20, 2.5)
 
     assert 0 < len(stored) < 5
     assert len(spool.entries()) == 5 - len(stored)
 
 
 def test_failed_delivery_keeps_the_shot(spool):
-    spool.keep(shot(int(time.time())))
+    keeping.keep(spool, shot(int(time.time())))
 
     def refuse(fields, ttl):
         raise RuntimeError("Redis refused")
 
     with pytest.raises(RuntimeError):
-        spool.deliver(refuse, 3600, 20, 10.0)
+        delivery.deliver(spool, refuse, 3600, 20, 10.0)
     assert len(spool.entries()) == 1
 
 
 def test_trim_drops_the_oldest_past_the_limit_and_keeps_the_newest(spool):
     now = int(time.time())
     for age in (3, 2, 1):
-        spool.keep(shot(now - age, size=400_000))
+        keeping.keep(spool, shot(now - age, size=400_000))
 
     assert [entry.timestamp for entry in spool.entries()] == [now - 2, now - 1]
 
@@ -387,9 +390,9 @@ def test_trim_drops_as_many_of_the_oldest_as_it_takes(tmp_path):
     spool.prepare()
     now = int(time.time())
     for age in (4, 3, 2, 1):
-        spool.add(shot(now - age, size=400_000))  # no trimming on the way
+        keeping.add(spool, shot(now - age, size=400_000))  # no trimming on the way
 
-    spool.trim()
+    keeping.trim(spool)
 
     assert [entry.timestamp for entry in spool.entries()] == [now - 2, now - 1]
 
@@ -399,10 +402,10 @@ def test_spool_exactly_at_its_limit_is_not_trimmed(tmp_path):
     spool.prepare()
     now = int(time.time())
     for age in (2, 1):
-        spool.add(shot(now - age, size=1000))
+        keeping.add(spool, shot(now - age, size=1000))
     spool.max_bytes = sum(entry.size for entry in spool.entries())
 
-    spool.trim()
+    keeping.trim(spool)
 
     assert len(spool.entries()) == 2
 
@@ -411,7 +414,7 @@ def test_newest_shot_is_kept_even_over_the_limit(tmp_path):
     spool = Spool(tmp_path / "small", max_bytes=1000)
     spool.prepare()
 
-    spool.keep(shot(1700000000, size=50_000))
+    keeping.keep(spool, shot(1700000000, size=50_000))
 
     assert len(spool.entries()) == 1
 
@@ -432,7 +435,7 @@ def test_spooled_files_take_the_umask_and_are_not_executable(spool):
     umask = os.umask(0o022)
     os.umask(umask)
 
-    spool.keep(shot(1700000000))
+    keeping.keep(spool, shot(1700000000))
 
     [entry] = spool.entries()
     for path in (entry.jpeg_path, entry.fields_path):

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from snapcam import store
-from snapcam.camera import Shot
 from snapcam.errors import ShotRefused, TemporaryFailure
+from snapcam.shot import Shot, shot_fields
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_shot_fields_hold_the_contract_and_the_metadata_asked_for(make_config):
         timestamp=1700000000,
     )
 
-    fields = store.shot_fields(shot, config)
+    fields = shot_fields(shot, config.camera_name, config.camera_metadata)
 
     assert re.fullmatch(r"[0-9a-f]{16}", fields.pop("shot_id"))
     assert fields == {
