@@ -7,29 +7,41 @@ import time
 from typing import Any, Callable
 
 from .errors import ShotRefused
-from .spool import Spool, Unusable, shot_time
+from .spool import Entry, Spool, Spooled, Unusable, shot_time
 
 log = logging.getLogger("snap")
 
 
+def time_to_live(entry: Entry, spooled: Spooled, expiry: int) -> int:
+    """Seconds left of the shot's own expiry (the delivering run's IMAGE_EXPIRY for formats
+    that did not record it); never more than it was given, even if the clock went back."""
+    expires_at = spooled.expires_at or entry.timestamp + expiry
+    given = expires_at - entry.timestamp
+    return min(expires_at - int(time.time()), given)
+
+
 def deliver(
     spool: Spool,
-    put: Callable[[dict[str, Any], int], str],
+    put: Callable[[dict[str, Any], str | None, int], str],
     expiry: int,
     max_shots: int,
     max_seconds: float,
 ) -> None:
-    """Hand the oldest shots to put(fields, ttl) with what is left of their TTL, a bounded
-    batch per run; the caller holds the lock. Shots past their expiry are discarded and
-    entries that cannot be delivered set aside, neither counted in the batch; a shot Redis
+    """Hand the oldest shots to put(fields, key_prefix, ttl) with what is left of their TTL, a
+    bounded batch per run; the caller holds the lock. Shots past their expiry are discarded
+    and entries that cannot be delivered set aside, neither counted in the batch; a shot Redis
     refuses stays for a later run, and the shots behind it are delivered."""
     started = time.monotonic()
     tried = 0
     for entry in spool.entries():
         if tried >= max_shots or time.monotonic() - started > max_seconds:
             break
-        # Never longer than IMAGE_EXPIRY, even if the clock went back since the capture.
-        ttl = min(entry.timestamp + expiry - int(time.time()), expiry)
+        try:
+            spooled = spool.read(entry)
+        except Unusable as why:
+            spool.set_aside(entry, str(why))
+            continue
+        ttl = time_to_live(entry, spooled, expiry)
         if ttl <= 0:
             if not spool.remove(entry):
                 spool.set_aside(entry, "past its expiry, it cannot be removed")
@@ -39,14 +51,9 @@ def deliver(
                     shot_time(entry.timestamp),
                 )
             continue
-        try:
-            fields = spool.read(entry)
-        except Unusable as why:
-            spool.set_aside(entry, str(why))
-            continue
         tried += 1
         try:
-            key = put(fields, ttl)
+            key = put(spooled.fields, spooled.key_prefix, ttl)
         except ShotRefused as error:
             log.warning("spooled shot %s kept for later: %s", entry.jpeg_path.name, error)
             continue

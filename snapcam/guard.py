@@ -15,13 +15,13 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import keeping
 from .errors import Interrupted
 
 if TYPE_CHECKING:
-    from .spool import Spool
+    from .spool import Spool, Spooled
 
 log = logging.getLogger("snap")
 
@@ -52,7 +52,7 @@ class Guard:
     def __init__(self, spool: Spool):
         self.spool = spool
         self.current_step = STARTING_RUN
-        self.unsaved: dict[str, Any] | None = None
+        self.unsaved: Spooled | None = None
         self.kept = ""
         self.stored = False  # Redis has this run's shot: the deadline no longer fails the run
         self.lock = threading.Lock()
@@ -65,10 +65,10 @@ class Guard:
     def step(self, step: Step) -> None:
         self.current_step = step
 
-    def hold(self, fields: dict[str, Any]) -> None:
+    def hold(self, shot: Spooled) -> None:
         """The shot to spool if the run is cut short."""
         with self.lock:
-            self.unsaved = fields
+            self.unsaved = shot
 
     def release(self) -> None:
         """Redis has the shot."""
@@ -87,8 +87,8 @@ class Guard:
             alarm_left, _ = signal.setitimer(signal.ITIMER_REAL, SAVE_SECONDS)
             started = time.monotonic()
             try:
-                fields, self.unsaved = self.unsaved, None
-                keeping.keep(self.spool, fields)
+                shot, self.unsaved = self.unsaved, None
+                keeping.keep(self.spool, shot)
                 self.kept = f"; kept in spool ({self.spool.summary()})"
             finally:
                 self.saving_until = 0.0

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-from .spool import FORMAT_VERSION, LOCK_WAIT_SECONDS, Entry, Spool, file_size, shot_time
+from .spool import LOCK_WAIT_SECONDS, Entry, Spool, Spooled, file_size, shot_time, spooled_to_json
 
 log = logging.getLogger("snap")
 
@@ -46,15 +44,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def add(spool: Spool, fields: dict[str, Any]) -> None:
+def add(spool: Spool, spooled: Spooled) -> None:
     """Write one entry, whole or not at all; OSError if it cannot."""
-    name = f"{fields['timestamp']}-{os.getpid()}-{os.urandom(3).hex()}"
-    other_fields = {key: value for key, value in fields.items() if key != "image_data"}
-    document = json.dumps({"version": FORMAT_VERSION, "fields": other_fields}, default=str)
+    name = f"{spooled.fields['timestamp']}-{os.getpid()}-{os.urandom(3).hex()}"
     jpeg_path = spool.directory / f"{name}.jpg"
-    write_atomically(jpeg_path, fields["image_data"])
+    write_atomically(jpeg_path, spooled.fields["image_data"])
     try:
-        write_atomically(spool.directory / f"{name}.json", document.encode())
+        write_atomically(spool.directory / f"{name}.json", spooled_to_json(spooled))
     except BaseException:
         with contextlib.suppress(OSError):
             jpeg_path.unlink()
@@ -66,7 +62,7 @@ def add(spool: Spool, fields: dict[str, Any]) -> None:
         os.close(directory)
 
 
-def keep(spool: Spool, fields: dict[str, Any]) -> None:
+def keep(spool: Spool, spooled: Spooled) -> None:
     """Add a shot and trim the spool to its size limit. When the disk is full, the oldest
     shots make room for the new one. Waiting for another run's lock is bounded: past it, the
     shot is added all the same (names never clash), only not trimmed."""
@@ -79,7 +75,7 @@ def keep(spool: Spool, fields: dict[str, Any]) -> None:
             )
         while True:
             try:
-                add(spool, fields)
+                add(spool, spooled)
                 break
             except OSError as error:
                 older = spool.entries() if holding and error.errno in DISK_FULL else []

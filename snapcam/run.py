@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import camera, delivery, status, store
+from . import camera, delivery, keeping, status, store
 from .config import Config
 from .errors import Interrupted, SnapError, SpoolError, WriteError, describe
 from .guard import Guard, Step
 from .locks import CameraLock
 from .shot import NO_LUX, Shot, shot_fields
+from .spool import Spooled
 
 log = logging.getLogger("snap")
 
@@ -77,7 +78,7 @@ def hold(guard: Guard, shot: Shot, config: Config, dry_run: bool) -> dict[str, A
     """The shot's fields, held by the guard before anything else is done with them."""
     fields = shot_fields(shot, config.camera_name, config.camera_metadata)
     if not dry_run:
-        guard.hold(fields)
+        guard.hold(Spooled(fields, config.image_key_prefix, shot.timestamp + config.image_expiry))
     if fields["lux"] == NO_LUX:
         log.info("this camera gives no Lux reading: lux stored as %d", NO_LUX)
     for name in config.camera_metadata:
@@ -106,11 +107,14 @@ def deliver_backlog(client, config: Config, guard: Guard) -> None:
             if holding:  # else another run is delivering it
                 delivery.deliver(
                     spool,
-                    lambda fields, ttl: store.store(client, config, fields, ttl),
+                    lambda fields, key_prefix, ttl: store.store(
+                        client, config, fields, ttl, key_prefix
+                    ),
                     config.image_expiry,
                     SPOOL_DELIVERY_MAX_SHOTS,
                     SPOOL_DELIVERY_MAX_SECONDS,
                 )
+                keeping.trim(spool)  # a healthy run cleans what killed runs left too
     except SnapError as error:
         log.warning("spool delivery stopped: %s; %s left", error, spool.summary())
 

@@ -75,11 +75,19 @@ def field_problem(fields: dict[str, Any]) -> str:
     if type(fields["timestamp"]) is not int:
         return "its timestamp is not a whole number"
     for name, value in fields.items():
+        if not utf8(name):
+            return f"its field name {ascii(name)} is not valid UTF-8"
         if type(value) not in (str, int, float):
             return f"its field {name} holds {type(value).__name__}, not a string or a number"
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                return f"its field {name} is not valid UTF-8"
+        if isinstance(value, str) and not utf8(value):
+            return f"its field {name} is not valid UTF-8"
     return ""
+
+
+def utf8(text: str) -> bool:
+    """Whether text can be written as UTF-8 (JSON may hold lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

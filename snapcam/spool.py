@@ -1,27 +1,37 @@
 """The spool: shots Redis did not take, kept on disk until a later run delivers them.
 
-On-disk format, version 2, in SPOOL_DIR:
+On-disk format, version 3, in SPOOL_DIR:
   NAME.jpg             the JPEG, exactly the bytes of image_data
-  NAME.json            {"version": 2, "fields": {...}}: every other field of the hash
+  NAME.json            {"version": 3, "key_prefix": "image", "expires_at": <unix seconds>,
+                       "fields": {...}}: the prefix of the shot's key, the moment it expires
+                       (capture time plus the IMAGE_EXPIRY of the run that took it), and
+                       every other field of the hash
   .NAME.jpg.partial,   a file being written: temporary file, fsync, rename; the .json is
   .NAME.json.partial   renamed last, so an entry is whole once NAME.json exists
   NAME.json.unreadable the fields of a shot that cannot be delivered, set aside beside its JPEG
   .lock                flock held by the one run that adds, trims or delivers; writable by all
-  .status-CAMERA       no shot: a camera's status, kept for Redis (see status.py)
+  .status-*            no shot: a camera's status, kept for Redis (see status.py)
 NAME is <capture unix seconds>-<pid>-<6 hex digits>: oldest first by name's number.
 A .partial file, or a NAME.jpg without NAME.json, left by a run that was killed is removed
 once it is an hour old (by mtime); until then it counts against SPOOL_MAX_MB.
-Version 1 (snap 1.0) wrote the fields object itself as NAME.json; it is read as well.
+Only regular files with one link are read, and none past a sane size: anything else under
+an entry's name sets the entry aside, never blocks a run and is never delivered.
+Versions 1 (snap 1.0: the fields object itself) and 2 (no key_prefix and expires_at: the
+delivering run's are used) are read as well. An entry without a shot_id (version 1) is given
+one derived from its .json, the same on every run, so that it is never stored twice.
 Adding and trimming shots is keeping.py's; delivering them, delivery.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +39,17 @@ from typing import Any
 
 from .errors import SpoolError
 from .locks import LockFileError, acquire, open_checked
-from .shot import NO_LUX, field_problem
+from .shot import NO_LUX, SHOT_ID, field_problem
 
 log = logging.getLogger("snap")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Larger files under a spool name are none of snap's: a JPEG of the largest sensors is a few
+# tens of MB, its fields a few kB.
+JPEG_MAX_BYTES = 64_000_000
+FIELDS_MAX_BYTES = 1_000_000
+# Names that are not shots: the status kept for each camera (status.py).
+STATUS_FILE_PREFIX = ".status-"
 # Waiting for another run to release the spool is bounded: a shot is added without it.
 LOCK_WAIT_SECONDS = 5.0
 ENTRY_NAME = re.compile(r"\d+-[^.]*")
@@ -47,16 +63,63 @@ def shot_time(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def fields_from_json(text: str) -> dict[str, Any]:
-    """The fields of a .json of either version; ValueError if it holds none."""
+@dataclass(frozen=True)
+class Spooled:
+    """A shot as the spool keeps it: its hash's fields, the prefix of its key and the moment it
+    expires (None when an older format did not record them)."""
+
+    fields: dict[str, Any]
+    key_prefix: str | None = None
+    expires_at: int | None = None
+
+
+def spooled_from_json(text: str) -> Spooled:
+    """A .json of any version; ValueError if it holds no fields."""
     document = json.loads(text)
     if not isinstance(document, dict):
         raise ValueError("not an object")
     if "version" not in document:  # version 1: the fields themselves
-        return document
-    if document["version"] != FORMAT_VERSION or not isinstance(document.get("fields"), dict):
-        raise ValueError(f"unknown spool format {document['version']!r}")
-    return document["fields"]
+        return Spooled(document)
+    version = document["version"]
+    if version not in (2, FORMAT_VERSION) or not isinstance(document.get("fields"), dict):
+        raise ValueError(f"unknown spool format {version!r}")
+    key_prefix, expires_at = document.get("key_prefix"), document.get("expires_at")
+    if version == FORMAT_VERSION and not (
+        isinstance(key_prefix, str) and key_prefix and type(expires_at) is int
+    ):
+        raise ValueError("its key_prefix or expires_at is missing")
+    return Spooled(document["fields"], key_prefix, expires_at)
+
+
+def spooled_to_json(spooled: Spooled) -> bytes:
+    """The .json of a shot, its JPEG left out."""
+    fields = {name: value for name, value in spooled.fields.items() if name != "image_data"}
+    document = {
+        "version": FORMAT_VERSION,
+        "key_prefix": spooled.key_prefix,
+        "expires_at": spooled.expires_at,
+        "fields": fields,
+    }
+    return json.dumps(document, default=str).encode()
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file with one link, of at most max_bytes; OSError otherwise.
+    Opened without following a symbolic link and without blocking on a FIFO or a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if status.st_nlink != 1:
+            raise OSError(errno.EMLINK, "a hard link")
+        if status.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"over {max_bytes // 1_000_000} MB")
+        return file.read()
+
+
+def file_reason(error: OSError) -> str:
+    return "a symbolic link" if error.errno == errno.ELOOP else error.strerror
 
 
 def file_size(path: Path) -> int:
@@ -166,6 +229,8 @@ class Spool:
         for name in names:
             stem, _, suffix = name.partition(".")
             path = self.directory / name
+            if name.startswith(STATUS_FILE_PREFIX):
+                continue
             if name.endswith(".partial"):
                 contents.orphans.append(path)
             elif suffix == "json.unreadable":
@@ -199,29 +264,31 @@ class Spool:
         count = f"{len(entries)} shot{'s' if len(entries) != 1 else ''}"
         return f"{count}, {size_text(sum(entry.size for entry in entries))}"
 
-    def read(self, entry: Entry) -> dict[str, Any]:
-        """The fields of a spooled shot, its JPEG as image_data; Unusable if it cannot be
-        delivered as it is."""
+    def read(self, entry: Entry) -> Spooled:
+        """A spooled shot, its JPEG as image_data; Unusable if it cannot be delivered as it is."""
         try:
-            fields = fields_from_json(entry.fields_path.read_text(encoding="utf-8"))
+            document = read_regular(entry.fields_path, FIELDS_MAX_BYTES)
+            spooled = spooled_from_json(document.decode("utf-8"))
         except OSError as error:
-            raise Unusable(f"its fields cannot be read ({error.strerror})") from error
+            raise Unusable(f"its fields cannot be read ({file_reason(error)})") from error
         except ValueError as error:
             raise Unusable(f"its fields are unreadable ({error})") from error
+        fields = spooled.fields
         problem = field_problem(fields)
         if problem:
             raise Unusable(problem)
         fields.setdefault("lux", NO_LUX)  # "no reading": version 1 left lux out then
+        fields.setdefault(SHOT_ID, hashlib.sha256(document).hexdigest()[:16])
         try:
-            jpeg = entry.jpeg_path.read_bytes()
+            jpeg = read_regular(entry.jpeg_path, JPEG_MAX_BYTES)
         except FileNotFoundError as error:
             raise Unusable("its JPEG is missing") from error
         except OSError as error:
-            raise Unusable(f"its JPEG cannot be read ({error.strerror})") from error
+            raise Unusable(f"its JPEG cannot be read ({file_reason(error)})") from error
         if not jpeg:
             raise Unusable("its JPEG is empty")
         fields["image_data"] = jpeg
-        return fields
+        return spooled
 
     def set_aside(self, entry: Entry, why: str) -> None:
         """Keep an entry that cannot be delivered out of the way: its fields renamed, its

@@ -250,8 +250,11 @@ def own_shot(pipe, key: str, shot_id: str) -> bool:
         return False
 
 
-def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
-    """Write the shot into a new hash, never into an existing one, never twice; return its key.
+def store(
+    client, config: Config, fields: dict[str, Any], ttl: int, key_prefix: str | None = None
+) -> str:
+    """Write the shot into a new hash under key_prefix (default IMAGE_KEY_PREFIX), never into
+    an existing one, never twice; return its key.
 
     WATCH makes the check and the write atomic on the server: if another client creates the
     key in between, EXEC fails and the key is looked at again. HSET and EXPIRE go in one
@@ -263,7 +266,7 @@ def store(client, config: Config, fields: dict[str, Any], ttl: int) -> str:
     import redis
 
     shot_id = str(fields.setdefault(SHOT_ID, new_shot_id()))
-    keys = candidate_keys(config.image_key_prefix, fields["timestamp"])
+    keys = candidate_keys(key_prefix or config.image_key_prefix, fields["timestamp"])
     key = next(keys)
     dropped: list[Exception] = []
     try:
