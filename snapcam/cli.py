@@ -181,7 +181,7 @@ def report(result: dict, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if result.get("skipped"):
-        print(f"skipped: {result['skipped']}")
+        emit(f"skipped: {result['skipped']}")
         return
     lux = "no lux" if result["lux"] in (None, NO_LUX) else f"lux {result['lux']}"
     size = size_text(result["bytes"])
@@ -242,6 +242,41 @@ def take_shot(config: Config, guard: Guard, args: argparse.Namespace) -> int:
         return shot()
 
 
+def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) -> int:
+    """What the command line asks for, run; its exit code."""
+    if args.install_timer or args.uninstall_timer:
+        from . import units  # only here: compileall and platform cost every shot a little
+
+        return units.install_timer(args) if args.install_timer else units.uninstall_timer(args)
+    reject_timer_options(args)
+    if args.stale is not None and not args.status:
+        raise UsageError("--stale goes with --status")
+    check_output_path(args.output)
+    config = load_config(args.env_file)
+    handler.addFilter(MaskingFilter(config.redis_url))
+    guard.spool = Spool(config.spool_dir, config.spool_max_bytes)
+    guard.start(config.run_timeout)
+    if args.check:
+        return run_check(config, guard.spool, args.verbose)
+    if args.status:
+        return watch.show(config, args.stale, args.json)
+    return take_shot(config, guard, args)
+
+
+def failure(error: BaseException, verbose: bool) -> tuple[int, str, bool]:
+    """The exit code of a run that ended in `error`, its last line, and whether --verbose
+    adds the traceback."""
+    if isinstance(error, SnapError):
+        return error.exit_code, error.line(), verbose
+    if isinstance(error, Interrupted):
+        return error.exit_code, str(error), False
+    if isinstance(error, KeyboardInterrupt):
+        return 130, "interrupted", False
+    if isinstance(error, Exception):  # a bug: still one line, unless --verbose
+        return os.EX_SOFTWARE, describe(error), verbose
+    raise error
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -249,38 +284,17 @@ def main(argv: list[str] | None = None) -> int:
         flush_standard_streams()
         return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE
     handler = setup_logging(args)
+    guard = Guard()
+    guard.catch_stop_signals()
     try:
-        if args.install_timer or args.uninstall_timer:
-            from . import units  # only here: compileall and platform cost every shot a little
-
-            return units.install_timer(args) if args.install_timer else units.uninstall_timer(args)
-        reject_timer_options(args)
-        if args.stale is not None and not args.status:
-            raise UsageError("--stale goes with --status")
-        check_output_path(args.output)
-        config = load_config(args.env_file)
-        handler.addFilter(MaskingFilter(config.redis_url))
-        spool = Spool(config.spool_dir, config.spool_max_bytes)
-        guard = Guard(spool)
-        guard.start(config.run_timeout)
-        guard.catch_stop_signals()
-        if args.check:
-            return run_check(config, spool, args.verbose)
-        if args.status:
-            return watch.show(config, args.stale, args.json)
-        return take_shot(config, guard, args)
-    except SnapError as error:
-        log.error("%s", error.line(), exc_info=args.verbose)
-        return error.exit_code
-    except Interrupted as stop:
-        log.error("%s", stop)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    except Exception as error:  # a bug: still one line, unless --verbose
-        log.error("%s", describe(error), exc_info=args.verbose)
-        return os.EX_SOFTWARE
-    finally:
-        log.removeHandler(handler)
-        flush_standard_streams()
+        try:
+            exit_code = command(args, handler, guard)
+        finally:
+            # From here on a stop signal changes the exit code, never the last line.
+            guard.finishing = True
+    except BaseException as error:
+        exit_code, line, traceback = failure(error, args.verbose)
+        log.error("%s", line, exc_info=traceback)
+    log.removeHandler(handler)
+    flush_standard_streams()
+    return guard.exit_code(exit_code)

@@ -49,8 +49,8 @@ class Guard:
     """Ends a run still busy at its deadline, even when stuck in C code that no exception
     reaches: a timer thread reports the step that hung, spools the shot held, and exits."""
 
-    def __init__(self, spool: Spool):
-        self.spool = spool
+    def __init__(self, spool: Spool | None = None):
+        self.spool = spool  # set once the configuration names it
         self.current_step = STARTING_RUN
         self.unsaved: Spooled | None = None
         self.kept = ""
@@ -59,6 +59,7 @@ class Guard:
         self.timer: threading.Timer | None = None
         self.saving_until = 0.0
         self.pending_stop: Interrupted | None = None
+        self.finishing = False  # the run's outcome is decided: a stop signal is only noted
         self.deadline = math.inf  # time.monotonic() at which the run is ended
         self.on_expire: Callable[[str, int], None] | None = None  # (message, exit code)
 
@@ -149,12 +150,17 @@ class Guard:
         # If the main thread is stuck where this exception cannot reach, end the run anyway.
         self.start(LAST_RESORT_SECONDS, f"stopped by {name}", exit_code)
         stop = Interrupted(f"stopped by {name}", exit_code)
-        if self.saving_until:
-            # Not raised mid-save (blocking the signal would not do: another thread may take
-            # it, and Python runs the handler in the main thread all the same).
+        if self.saving_until or self.finishing:
+            # Not raised mid-save, nor while the last line is written (blocking the signal
+            # would not do: another thread may take it, and Python runs the handler in the
+            # main thread all the same).
             self.pending_stop = stop
             return
         raise stop
+
+    def exit_code(self, decided: int) -> int:
+        """The run's exit code: 128+n if a stop signal came once it was decided."""
+        return self.pending_stop.exit_code if self.pending_stop else decided
 
     def catch_stop_signals(self) -> None:
         for number in STOP_SIGNALS:

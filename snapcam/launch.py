@@ -6,6 +6,7 @@ Runs before anything else, so it imports nothing but the standard library's ligh
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -17,9 +18,10 @@ from .logs import format_line
 CHECKOUT = Path(__file__).absolute().parent.parent
 VENV = CHECKOUT / ".venv"
 REQUIRED = ("redis", "environs")
-# Set for the interpreter snap.py hands itself to, so that a .venv that does not help is
-# reported instead of being run again and again.
-HANDED_OVER = "SNAP_HANDED_TO_VENV"
+# Given to the interpreter snap.py hands itself to, so that a .venv that does not help is
+# reported instead of being run again and again: a -X option, which a .venv/bin/python that
+# clears the environment still passes on with the arguments.
+HANDED_OVER = "snap_handed_to_venv"
 
 
 def missing_modules() -> list[str]:
@@ -36,18 +38,17 @@ def install_hint() -> str:
 def ensure_dependencies() -> None:
     """Return if snap's packages can be imported; else run snap.py again, with the same
     arguments, under the .venv's python, or say what is missing and exit 69."""
-    handed_over = os.environ.pop(HANDED_OVER, None) is not None
+    handed_over = HANDED_OVER in sys._xoptions
     missing = missing_modules()
     if not missing:
         return
     python = VENV / "bin" / "python"
     if not handed_over and os.access(python, os.X_OK):
-        os.environ[HANDED_OVER] = "1"
-        try:
-            os.execv(str(python), [str(python), *sys.argv])
-        except OSError:
-            os.environ.pop(HANDED_OVER, None)  # fall through to the hint
+        with contextlib.suppress(OSError):  # else the hint below
+            os.execv(str(python), [str(python), "-X", HANDED_OVER, *sys.argv])
     where = VENV if handed_over else Path(sys.executable)
     message = f"{' and '.join(missing)} not installed for {where}; {install_hint()}"
-    sys.stderr.write(format_line(logging.ERROR, message) + "\n")
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr closed or full
+        sys.stderr.write(format_line(logging.ERROR, message) + "\n")
+        sys.stderr.flush()
     sys.exit(os.EX_UNAVAILABLE)
