@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FAKE_CAMERA, ROOT, free_port, make_app, start_redis  # noqa: E402
+from helpers import FAKE_CAMERA, ROOT, free_port, make_app, start_redis  # noqa: E402
 
 # snap.py / floor at every size
 TARGETS = {"wall": 0.90, "CPU": 1.05, "peak RSS": 1.05}

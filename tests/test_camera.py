@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAKE_CAMERA, camera_events
+from helpers import FAKE_CAMERA, camera_events
 
 
 def test_autofocus_runs_one_cycle_when_enabled(run_snap, redis_db, camera_dir):

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, camera_events, free_port
+from helpers import ROOT, camera_events, free_port
 
 VARIABLES = [
     "REDIS_URL",

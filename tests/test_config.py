@@ -5,7 +5,7 @@ import os
 import re
 
 import pytest
-from conftest import camera_events
+from helpers import camera_events
 
 from snapcam.config import IMAGE_EXPIRY_MAX, TIMEOUT_MAX
 

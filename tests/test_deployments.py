@@ -10,8 +10,7 @@ import time
 
 import pytest
 import redis
-from conftest import start_redis
-from servers import make_certificates, start_cluster, start_tls_redis, start_valkey
+from helpers import make_certificates, start_cluster, start_redis, start_tls_redis, start_valkey
 
 from snapcam import store
 from snapcam.config import load_config

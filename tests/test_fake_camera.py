@@ -10,7 +10,7 @@ import time
 import types
 
 import pytest
-from conftest import camera_events
+from helpers import camera_events
 from PIL import Image
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake")

@@ -6,7 +6,7 @@ import logging
 import string
 
 import pytest
-from conftest import start_redis
+from helpers import start_redis
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import redis
-from conftest import free_port, start_redis
+from helpers import free_port, start_redis
 
 from snapcam.store import ping_command
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import camera_events, free_port, start_redis
+from helpers import camera_events, free_port, start_redis
 
 from snapcam import store
 from snapcam.config import Config, load_config

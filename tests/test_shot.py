@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import camera_events
+from helpers import camera_events
 from PIL import Image, ImageChops, ImageStat
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_app
+from helpers import make_app
 
 from snapcam import spool as spool_module
 from snapcam.errors import ShotRefused, SpoolError

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from conftest import camera_events, free_port
+from helpers import camera_events, free_port
 
 from snapcam import __version__, status, store
 from snapcam.guard import Guard

@@ -67,7 +67,7 @@ def test_shot_fields_hold_the_contract_and_the_metadata_asked_for(make_config):
 
 
 def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config):
-    from conftest import free_port
+    from helpers import free_port
 
     config = make_config(REDIS_URL=f"redis://127.0.0.1:{free_port()}", REDIS_TIMEOUT="1")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app, make_venv
+from helpers import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app, make_venv
 
 from snapcam.config import SETTINGS
 from snapcam.errors import ConfigError
