@@ -5,6 +5,7 @@ What they are built from (servers, snap's checkout, the spool on disk) is in hel
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import redis
 from helpers import (
     FAKE_CAMERA,
+    PASSWORD,
     ROOT,
     SNAP_DEFAULTS,
     ExecReplyLost,
@@ -249,3 +251,39 @@ def run_snap(snap_process):
         return Run(process.returncode, stdout or "", stderr or "", time.monotonic() - started)
 
     return run
+
+
+@pytest.fixture
+def locked_redis(tmp_path) -> RedisServer:
+    """A Redis that asks for a password: helpers.PASSWORD."""
+    with running_redis(tmp_path / "locked", "--requirepass", PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def shoot(run_snap):
+    """run_snap as the camera named garden, unless told otherwise."""
+
+    def run(*args: str, **env: str):
+        return run_snap(*args, **{"CAMERA_NAME": "garden", **env})
+
+    return run
+
+
+@pytest.fixture
+def spool_held(spool_dir):
+    """The spool's lock, held as another run delivering a long backlog holds it."""
+    spool_dir.mkdir()
+    with open(spool_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def spool(tmp_path):
+    """A spool in-process, prepared, of at most 1 MB."""
+    from snapcam.spool import Spool
+
+    spool = Spool(tmp_path / "spool", max_bytes=1_000_000)
+    spool.prepare()
+    return spool

@@ -33,6 +33,9 @@ SNAP_DEFAULTS = {
     "REDIS_TIMEOUT": "2",
 }
 
+# The password of the locked_redis fixture.
+PASSWORD = "s3cret-Pa55word"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -224,6 +227,36 @@ def make_venv(app: Path, python: str, paths: list[str]) -> Path:
     return app / ".venv" / "bin" / "python"
 
 
+def wait_for_event(camera_dir: Path, event: str, timeout: float = 20) -> None:
+    """Until the fake camera has logged this call."""
+    deadline = time.monotonic() + timeout
+    while event not in camera_events(camera_dir):
+        assert time.monotonic() < deadline, f"no {event} in {camera_events(camera_dir)}"
+        time.sleep(0.05)
+
+
+def status_of(redis_db, camera: str = "garden") -> dict[str, str]:
+    """A camera's status hash, decoded."""
+    fields = redis_db.hgetall(f"snap:camera:{camera}")
+    return {name.decode(): value.decode() for name, value in fields.items()}
+
+
+# The fields of a status hash, as each run writes them.
+STATUS_FIELDS = {
+    "last_run",
+    "last_exit",
+    "last_stored",
+    "last_key",
+    "failures",
+    "first_failure",
+    "last_failure",
+    "last_error",
+    "skipped_dark",
+    "spooled",
+    "version",
+    "host",
+}
+
 # --- The spool as it lies on disk -----------------------------------------------------------
 
 
@@ -240,6 +273,28 @@ def spooled_fields(jpeg: Path) -> dict:
     from snapcam.spool import fields_from_json
 
     return fields_from_json(jpeg.with_suffix(".json").read_text())
+
+
+def shot(timestamp: int, size: int = 1000) -> dict:
+    """A shot's fields, as a run hands them to the spool."""
+    return {
+        "image_data": b"\xff\xd8" + bytes(size - 2),
+        "timestamp": timestamp,
+        "mime_type": "image/jpeg",
+        "lux": 40,
+    }
+
+
+def delivered_by(spool, expiry: int = 3600, max_shots: int = 20) -> list[tuple]:
+    """What the spool's delivery hands to Redis: (fields, ttl) of each shot, oldest first."""
+    stored = []
+    spool.deliver(
+        lambda fields, ttl: stored.append((fields, ttl)) or f"image:{fields['timestamp']}",
+        expiry,
+        max_shots,
+        10.0,
+    )
+    return stored
 
 
 # --- Servers of other kinds: TLS, Redis Cluster, Valkey, Redis with search -------------------
