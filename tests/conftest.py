@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import site
 import socket
 import subprocess
 import sys
@@ -25,9 +26,11 @@ from helpers import (
     Run,
     down_redis_url,
     make_app,
+    make_venv,
     noise_jpeg,
     running_redis,
     start_redis,
+    write_env,
 )
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -287,3 +290,26 @@ def spool(tmp_path):
     spool = Spool(tmp_path / "spool", max_bytes=1_000_000)
     spool.prepare()
     return spool
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
+    packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
+    app = make_app(tmp_path / "snap").parent
+    make_venv(app, sys.executable, [str(FAKE_CAMERA), *site.getsitepackages()])
+    return app
+
+
+@pytest.fixture
+def dotenv(checkout, redis_server, camera_dir) -> Path:
+    """The checkout's .env: the test Redis and the fake camera."""
+    path = checkout / ".env"
+    write_env(
+        path,
+        REDIS_URL=redis_server.url,
+        FAKE_CAMERA_DIR=str(camera_dir),
+        LOCK_DIR=str(camera_dir),
+        **SNAP_DEFAULTS,
+    )
+    return path

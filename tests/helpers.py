@@ -257,6 +257,29 @@ STATUS_FIELDS = {
     "host",
 }
 
+
+def write_env(path: Path, **variables: str) -> None:
+    """A .env file holding these variables."""
+    path.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
+
+
+def run_command(command: list[str], timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """A command run with PATH alone for its environment, its output captured."""
+    return subprocess.run(
+        command,
+        env={"PATH": os.environ["PATH"], **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def system_python() -> str:
+    """The system's own python3, not the venv's."""
+    return shutil.which("python3", path="/usr/bin:/bin") or "python3"
+
+
 # --- The spool as it lies on disk -----------------------------------------------------------
 
 
