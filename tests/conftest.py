@@ -29,7 +29,6 @@ from helpers import (
     make_venv,
     noise_jpeg,
     running_redis,
-    start_redis,
     write_env,
 )
 from hypothesis import settings
@@ -73,9 +72,8 @@ def make_config(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> RedisServer:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from helpers import free_port
-
 
 def test_check_passes_with_redis_and_a_camera(run_snap, redis_db, camera_dir):
     result = run_snap("--check")
@@ -19,8 +17,8 @@ def test_check_passes_with_redis_and_a_camera(run_snap, redis_db, camera_dir):
     )
 
 
-def test_check_with_redis_down_exits_75(run_snap):
-    result = run_snap("--check", REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_check_with_redis_down_exits_75(run_snap, down_redis):
+    result = run_snap("--check", REDIS_URL=down_redis)
 
     assert result.returncode == 75
     assert "redis: FAILED" in result.stdout
@@ -34,16 +32,14 @@ def test_check_without_camera_exits_69(run_snap, redis_db):
     assert "redis: ok" in result.stdout
 
 
-def test_check_reports_the_first_failure(run_snap):
-    result = run_snap(
-        "--check", REDIS_URL=f"redis://127.0.0.1:{free_port()}", FAKE_CAMERA_FAULTS="absent"
-    )
+def test_check_reports_the_first_failure(run_snap, down_redis):
+    result = run_snap("--check", REDIS_URL=down_redis, FAKE_CAMERA_FAULTS="absent")
 
     assert result.returncode == 75
 
 
-def test_check_reports_the_backlog(run_snap, spool_dir):
-    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_check_reports_the_backlog(run_snap, spool_dir, down_redis):
+    run_snap(REDIS_URL=down_redis)
 
     result = run_snap("--check")
 

@@ -10,7 +10,13 @@ import time
 
 import pytest
 import redis
-from helpers import make_certificates, start_cluster, start_redis, start_tls_redis, start_valkey
+from helpers import (
+    make_certificates,
+    running_redis,
+    start_cluster,
+    start_tls_redis,
+    start_valkey,
+)
 
 from snapcam import store
 from snapcam.config import load_config
@@ -135,9 +141,8 @@ def test_tls_with_the_wrong_ca_exits_75_in_one_line_keeping_the_shot(
 
 @pytest.fixture(scope="module")
 def acl_redis(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("acl"))
-    yield server
-    server.stop()
+    with running_redis(tmp_path_factory.mktemp("acl")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import free_port
 
 
 def journal_stream(path: Path) -> str:
@@ -22,13 +21,15 @@ EVERY_LEVEL = {"FAKE_CAMERA_MODEL": "uvc", "CAMERA_METADATA": "SensorTemperature
 TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}"
 
 
-def test_lines_in_the_journal_start_with_their_priority_and_no_level_word(run_snap, tmp_path):
+def test_lines_in_the_journal_start_with_their_priority_and_no_level_word(
+    run_snap, tmp_path, down_redis
+):
     journal = tmp_path / "journal"
 
     result = run_snap(
         stderr_file=journal,
         JOURNAL_STREAM=journal_stream(journal),
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}",
+        REDIS_URL=down_redis,
         **EVERY_LEVEL,
     )
 
@@ -39,14 +40,16 @@ def test_lines_in_the_journal_start_with_their_priority_and_no_level_word(run_sn
     assert error.startswith("<3>snap: not stored: Redis unreachable at ")
 
 
-def test_every_line_of_a_traceback_in_the_journal_carries_the_priority(run_snap, tmp_path):
+def test_every_line_of_a_traceback_in_the_journal_carries_the_priority(
+    run_snap, tmp_path, down_redis
+):
     journal = tmp_path / "journal"
 
     result = run_snap(
         "--verbose",
         stderr_file=journal,
         JOURNAL_STREAM=journal_stream(journal),
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}",
+        REDIS_URL=down_redis,
     )
 
     lines = result.stderr.splitlines()
@@ -64,13 +67,11 @@ def test_usage_error_in_the_journal_is_a_priority_3_line(run_snap, tmp_path):
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["no journal", "another stream's journal"])
-def test_lines_written_to_a_file_start_with_the_time(run_snap, tmp_path, journal):
+def test_lines_written_to_a_file_start_with_the_time(run_snap, tmp_path, journal, down_redis):
     log = tmp_path / "snap.log"
     other = {"JOURNAL_STREAM": journal_stream(tmp_path / "other")} if journal else {}
 
-    result = run_snap(
-        stderr_file=log, REDIS_URL=f"redis://127.0.0.1:{free_port()}", **EVERY_LEVEL, **other
-    )
+    result = run_snap(stderr_file=log, REDIS_URL=down_redis, **EVERY_LEVEL, **other)
 
     [info, warning, error] = result.stderr.splitlines()
     assert re.fullmatch(rf"{TIMESTAMP} snap: this camera gives no Lux reading: .+", info)
@@ -78,8 +79,8 @@ def test_lines_written_to_a_file_start_with_the_time(run_snap, tmp_path, journal
     assert re.fullmatch(rf"{TIMESTAMP} snap: error: not stored: Redis unreachable .+", error)
 
 
-def test_lines_to_a_terminal_or_a_pipe_name_their_level(run_snap):
-    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}", **EVERY_LEVEL)
+def test_lines_to_a_terminal_or_a_pipe_name_their_level(run_snap, down_redis):
+    result = run_snap(REDIS_URL=down_redis, **EVERY_LEVEL)
 
     [info, warning, error] = result.stderr.splitlines()
     assert info.startswith("snap: this camera gives no Lux reading")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import PASSWORD, free_port, start_redis
+from helpers import PASSWORD, free_port, running_redis
 
 MISPLACED = ["Qx#Zy-97", "Qx/Zy-97", "Qx?Zy-97", "Qx#Wv/Zy?Kj"]
 
@@ -28,9 +28,8 @@ def test_password_with_unencoded_delimiters_is_refused_and_never_printed(
 
 @pytest.fixture
 def one_letter_redis(tmp_path):
-    server = start_redis(tmp_path / "one-letter", "--requirepass", "e")
-    yield server
-    server.stop()
+    with running_redis(tmp_path / "one-letter", "--requirepass", "e") as server:
+        yield server
 
 
 @pytest.mark.parametrize("mode", [[], ["--verbose"], ["--check"]], ids=["plain", "-v", "check"])

@@ -11,11 +11,11 @@ import subprocess
 import threading
 
 import redis
-from helpers import PASSWORD, free_port, spooled, start_redis
+from helpers import PASSWORD, free_port, running_redis, spooled
 
 
-def test_redis_not_listening_exits_75_at_once(run_snap):
-    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_redis_not_listening_exits_75_at_once(run_snap, down_redis):
+    result = run_snap(REDIS_URL=down_redis)
 
     assert result.returncode == 75
     assert result.stderr.count("\n") == 1
@@ -23,10 +23,10 @@ def test_redis_not_listening_exits_75_at_once(run_snap):
     assert result.seconds < 5
 
 
-def test_redis_not_listening_keeps_the_shot_in_the_spool(run_snap, spool_dir, tmp_path):
+def test_redis_not_listening_keeps_the_shot_in_the_spool(run_snap, spool_dir, tmp_path, down_redis):
     output = tmp_path / "shot.jpg"
 
-    result = run_snap("--output", str(output), REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    result = run_snap("--output", str(output), REDIS_URL=down_redis)
 
     assert result.returncode == 75
     assert re.fullmatch(
@@ -44,11 +44,8 @@ def test_unreachable_redis_line_ends_with_a_ping_that_answers_once_redis_runs(ru
     port = free_port()
     result = run_snap(REDIS_URL=f"redis://127.0.0.1:{port}")
     command = re.search(r"; check that Redis runs: (redis-cli .+ ping)\n\Z", result.stderr)
-    server = start_redis(tmp_path / "late", port=port)
-    try:
+    with running_redis(tmp_path / "late", port=port):
         answer = subprocess.run(shlex.split(command.group(1)), capture_output=True, text=True)
-    finally:
-        server.stop()
 
     assert answer.stdout == "PONG\n"
 
@@ -130,11 +127,8 @@ def test_wrong_password_exits_77_without_showing_it(run_snap, locked_redis):
 
 
 def test_wrong_password_keeps_the_shot_and_exits_77(run_snap, tmp_path, spool_dir):
-    server = start_redis(tmp_path / "locked", "--requirepass", "right")
-    try:
+    with running_redis(tmp_path / "locked", "--requirepass", "right") as server:
         result = run_snap(REDIS_URL=f"redis://:wrong@127.0.0.1:{server.port}")
-    finally:
-        server.stop()
 
     assert result.returncode == 77
     assert "kept in spool (1 shot" in result.stderr
@@ -161,22 +155,18 @@ def test_right_password_stores_the_shot(run_snap, locked_redis):
 
 def test_unix_socket_url_stores_the_shot(run_snap, tmp_path):
     socket_path = tmp_path / "redis.sock"
-    server = start_redis(tmp_path / "unix", "--unixsocket", str(socket_path))
-    try:
+    with running_redis(tmp_path / "unix", "--unixsocket", str(socket_path)) as server:
         result = run_snap(REDIS_URL=f"unix://{socket_path}")
 
         assert result.returncode == 0, result.stderr
         assert server.client().keys("image:*")
-    finally:
-        server.stop()
 
 
 def test_read_only_replica_exits_75(run_snap, tmp_path):
-    server = start_redis(tmp_path / "replica", "--replicaof", "127.0.0.1", str(free_port()))
-    try:
+    with running_redis(
+        tmp_path / "replica", "--replicaof", "127.0.0.1", str(free_port())
+    ) as server:
         result = run_snap(REDIS_URL=server.url)
-    finally:
-        server.stop()
 
     assert result.returncode == 75
     assert "read-only replica" in result.stderr
@@ -185,13 +175,10 @@ def test_read_only_replica_exits_75(run_snap, tmp_path):
 def test_server_dropping_every_write_is_tried_three_times_and_named(
     run_snap, tmp_path, spool_dir, huge_jpeg
 ):
-    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
-    try:
+    with running_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb") as server:
         before = server.client().info("stats")["total_connections_received"]
         result = run_snap(REDIS_URL=server.url, FAKE_CAMERA_JPEG=str(huge_jpeg))
         connections = server.client().info("stats")["total_connections_received"] - before
-    finally:
-        server.stop()
 
     assert result.returncode == 75
     assert "dropped the connection on each of 3 tries to write this 1." in result.stderr

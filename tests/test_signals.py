@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import camera_events, free_port, spooled, wait_for_event
+from helpers import camera_events, spooled, wait_for_event
 
 
 def stopped_while_capturing(snap_process, camera_dir: Path, signal_number: int):
@@ -73,9 +73,9 @@ def test_ctrl_c_during_capture_exits_130(snap_process, camera_dir):
 
 
 def test_stop_signal_during_a_save_waits_for_the_shot_to_be_kept(
-    snap_process, spool_dir, spool_held
+    snap_process, spool_dir, spool_held, down_redis
 ):
-    process = snap_process(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    process = snap_process(REDIS_URL=down_redis)
     for line in process.stderr:
         if "for another run to release the spool" in line:
             break

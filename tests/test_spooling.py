@@ -15,11 +15,19 @@ from pathlib import Path
 
 import pytest
 import redis
-from helpers import camera_events, free_port, spooled, spooled_fields, start_redis, wait_for_event
+from helpers import (
+    camera_events,
+    down_redis_url,
+    running_redis,
+    spooled,
+    spooled_fields,
+    start_redis,
+    wait_for_event,
+)
 
 
-def test_spooled_shot_carries_what_is_needed_to_store_it_later(run_snap, spool_dir):
-    result = run_snap(CAMERA_METADATA="ExposureTime", REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_spooled_shot_carries_what_is_needed_to_store_it_later(run_snap, spool_dir, down_redis):
+    result = run_snap(CAMERA_METADATA="ExposureTime", REDIS_URL=down_redis)
 
     assert result.returncode == 75
     [jpeg] = spooled(spool_dir)
@@ -97,8 +105,8 @@ def test_redis_killed_then_restarted_gets_the_backlog_oldest_first_with_remainin
     assert third.stderr.count("delivered the spooled shot") == 2
 
 
-def test_spooled_shot_past_its_expiry_is_discarded(run_snap, redis_db, spool_dir):
-    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_spooled_shot_past_its_expiry_is_discarded(run_snap, redis_db, spool_dir, down_redis):
+    run_snap(REDIS_URL=down_redis)
     time.sleep(2.1)
 
     result = run_snap(IMAGE_EXPIRY="1")
@@ -109,8 +117,8 @@ def test_spooled_shot_past_its_expiry_is_discarded(run_snap, redis_db, spool_dir
     assert spooled(spool_dir) == []
 
 
-def test_spool_over_its_cap_drops_the_oldest_shots(run_snap, spool_dir, big_jpeg):
-    down = f"redis://127.0.0.1:{free_port()}"
+def test_spool_over_its_cap_drops_the_oldest_shots(run_snap, spool_dir, big_jpeg, down_redis):
+    down = down_redis
     results = [
         run_snap(REDIS_URL=down, SPOOL_MAX_MB="1", FAKE_CAMERA_JPEG=str(big_jpeg)) for _ in range(4)
     ]
@@ -155,8 +163,8 @@ def test_spooled_shot_with_unreadable_fields_is_set_aside(run_snap, redis_db, sp
     assert len(redis_db.keys("image:*")) == 1
 
 
-def test_delivery_waits_for_the_run_that_holds_the_spool(run_snap, redis_db, spool_dir):
-    run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+def test_delivery_waits_for_the_run_that_holds_the_spool(run_snap, redis_db, spool_dir, down_redis):
+    run_snap(REDIS_URL=down_redis)
     with open(spool_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
 
@@ -172,17 +180,14 @@ def test_delivery_waits_for_the_run_that_holds_the_spool(run_snap, redis_db, spo
 
 
 def test_spooled_shot_redis_refuses_does_not_hold_up_the_ones_behind_it(
-    run_snap, tmp_path, spool_dir, huge_jpeg
+    run_snap, tmp_path, spool_dir, huge_jpeg, down_redis
 ):
-    down = f"redis://127.0.0.1:{free_port()}"
+    down = down_redis
     run_snap(REDIS_URL=down, FAKE_CAMERA_JPEG=str(huge_jpeg))
     run_snap(REDIS_URL=down)
-    server = start_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb")
-    try:
+    with running_redis(tmp_path / "limited", "--proto-max-bulk-len", "1mb") as server:
         result = run_snap(REDIS_URL=server.url)
         stored = server.client().keys("image:*")
-    finally:
-        server.stop()
 
     assert result.returncode == 0, result.stderr
     assert len(stored) == 2  # its own shot and the small spooled one
@@ -203,12 +208,12 @@ def test_no_half_file_is_taken_for_a_shot(run_snap, redis_db, spool_dir):
     assert "spooled" not in result.stderr
 
 
-def test_spool_lock_planted_as_a_symlink_is_not_followed(run_snap, spool_dir, tmp_path):
+def test_spool_lock_planted_as_a_symlink_is_not_followed(run_snap, spool_dir, tmp_path, down_redis):
     spool_dir.mkdir()
     target = tmp_path / "created-through-the-link"
     (spool_dir / ".lock").symlink_to(target)
 
-    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    result = run_snap(REDIS_URL=down_redis)
 
     assert result.returncode == 75
     assert "cannot open the spool's lock" in result.stderr
@@ -258,7 +263,7 @@ def stalling_redis(redis_server):
 
 
 def make_backlog(run_snap, spool_dir: Path) -> None:
-    result = run_snap(REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    result = run_snap(REDIS_URL=down_redis_url())
     assert result.returncode == 75 and len(spooled(spool_dir)) == 1
 
 

@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 import pytest
-from helpers import free_port, start_redis
+from helpers import running_redis
 
 from snapcam import store
 from snapcam.config import Config, load_config
@@ -49,9 +49,8 @@ def test_taken_key_is_never_overwritten(config, redis_db):
     assert redis_db.hget("image:1700000000", "image_data") == b"first"
 
 
-def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config):
-
-    config = make_config(REDIS_URL=f"redis://127.0.0.1:{free_port()}", REDIS_TIMEOUT="1")
+def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config, down_redis):
+    config = make_config(REDIS_URL=down_redis, REDIS_TIMEOUT="1")
 
     with pytest.raises(TemporaryFailure, match="Redis unreachable at redis://127.0.0.1:"):
         store.store(store.redis_client(config), config, fields(), 60)
@@ -110,11 +109,8 @@ def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
 
 def test_ping_for_a_unix_socket_answers(tmp_path):
     socket_path = tmp_path / "redis.sock"
-    server = start_redis(tmp_path / "unix", "--unixsocket", str(socket_path))
-    try:
+    with running_redis(tmp_path / "unix", "--unixsocket", str(socket_path)):
         command = ping_command(f"unix://{socket_path}")
         answer = subprocess.run(shlex.split(command), capture_output=True, text=True)
-    finally:
-        server.stop()
 
     assert answer.stdout == "PONG\n"
