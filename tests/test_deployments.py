@@ -13,6 +13,7 @@ import redis
 from helpers import (
     make_certificates,
     running_redis,
+    spooled,
     start_cluster,
     start_tls_redis,
     start_valkey,
@@ -42,10 +43,6 @@ def stored(client, result) -> dict[bytes, bytes]:
     """The hash of the shot a --json run reports."""
     assert result.returncode == 0, result.stderr
     return client.hgetall(json.loads(result.stdout)["key"])
-
-
-def spooled_jpegs(spool_dir) -> list:
-    return sorted(spool_dir.glob("*.jpg")) if spool_dir.exists() else []
 
 
 def set_user(client, line: str) -> None:
@@ -109,7 +106,7 @@ def test_tls_without_the_client_certificate_the_server_demands_exits_75(
 
     assert result.returncode == 75
     assert result.stderr.count("\n") == 1
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["server certificate", "client certificate"])
@@ -133,7 +130,7 @@ def test_tls_with_the_wrong_ca_exits_75_in_one_line_keeping_the_shot(
     assert result.stderr.count("\n") == 1
     assert "certificate verify failed" in result.stderr
     assert "kept in spool (1 shot" in result.stderr
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
 
 
 # --- ACL users -----------------------------------------------------------------
@@ -203,7 +200,7 @@ def test_acl_wrong_password_exits_77_and_keeps_the_shot(
 
     assert result.returncode == 77
     assert "Redis refused access at redis://garden:****@" in result.stderr
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
     assert acl_redis.client().keys("image:*") == []
 
 
