@@ -8,23 +8,10 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from helpers import shot
+from helpers import delivered_by, shot
 
 from snapcam import spool as spool_module
 from snapcam.errors import ShotRefused
-from snapcam.spool import Spool
-
-
-def delivered_by(spool: Spool, expiry: int = 3600, max_shots: int = 20) -> list[tuple]:
-    stored = []
-    spool.deliver(
-        lambda fields, ttl: stored.append((fields, ttl)) or f"image:{fields['timestamp']}",
-        expiry,
-        max_shots,
-        10.0,
-    )
-    return stored
-
 
 UNDELIVERABLE = {
     "fields not an object": lambda jpeg, fields: fields.write_text("[1, 2]"),

@@ -6,24 +6,9 @@ import json
 import socket
 import time
 
-from helpers import status_of
+from helpers import STATUS_FIELDS, status_of
 
 from snapcam import __version__, status
-
-STATUS_FIELDS = {
-    "last_run",
-    "last_exit",
-    "last_stored",
-    "last_key",
-    "failures",
-    "first_failure",
-    "last_failure",
-    "last_error",
-    "skipped_dark",
-    "spooled",
-    "version",
-    "host",
-}
 
 
 def test_good_run_writes_every_status_field(shoot, redis_db):
