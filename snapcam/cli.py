@@ -247,7 +247,9 @@ def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) ->
     if args.install_timer or args.uninstall_timer:
         from . import units  # only here: compileall and platform cost every shot a little
 
-        return units.install_timer(args) if args.install_timer else units.uninstall_timer(args)
+        if args.install_timer:
+            return units.install_timer(args.every, args.user, args.root, args.quiet)
+        return units.uninstall_timer(args.root, args.quiet)
     reject_timer_options(args)
     if args.stale is not None and not args.status:
         raise UsageError("--stale goes with --status")

@@ -10,7 +10,6 @@ packages, the user nobody, or a checkout the service's private /tmp hides.
 
 from __future__ import annotations
 
-import argparse
 import compileall
 import logging
 import os
@@ -132,21 +131,17 @@ def check_interval(every: str) -> str:
     return every.strip()
 
 
-def install_root(args: argparse.Namespace) -> Path:
-    return args.root or Path("/")
-
-
-def service_user(args: argparse.Namespace) -> str:
+def service_user(user: str | None, root: Path) -> str:
     """--user, else whoever ran sudo; never root, and known here when installing here."""
     import pwd
 
-    user = args.user or os.environ.get("SUDO_USER", "")
+    user = user or os.environ.get("SUDO_USER", "")
     if not user or user == "root":
         raise UsageError("name the user who takes the photos (not root): --user NAME")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", user):
         raise UsageError(f"--user {user!r} is not a user name")
     uid = None
-    if install_root(args) == Path("/"):  # below another root the user may exist only there
+    if root == Path("/"):  # below another root the user may exist only there
         try:
             uid = pwd.getpwnam(user).pw_uid
         except KeyError:
@@ -304,15 +299,18 @@ def systemctl(*arguments: str) -> None:
         log.warning("systemctl %s failed: %s", " ".join(arguments), reason.strip())
 
 
-def install_timer(args: argparse.Namespace) -> int:
-    every = check_interval(DEFAULT_EVERY if args.every is None else args.every)
+def install_timer(every: str | None, user: str | None, root: Path | None, quiet: bool) -> int:
+    """Write the units for this checkout below root (None: this system), running every
+    `every` as `user` (None: whoever ran sudo)."""
+    root = root or Path("/")
+    every = check_interval(DEFAULT_EVERY if every is None else every)
     python = service_python()
-    if install_root(args) == Path("/"):
+    if root == Path("/"):
         check_not_in_tmp([CHECKOUT, *interpreter_dirs(python)])
-    user = service_user(args)
+    user = service_user(user, root)
     check_interpreter(python, required_modules(platform.machine()))
     units = render_units(CHECKOUT, python, user, every)
-    unit_dir = install_root(args) / UNIT_DIR
+    unit_dir = root / UNIT_DIR
     try:
         for name, text in units.items():
             (unit_dir / name).parent.mkdir(parents=True, exist_ok=True)
@@ -320,9 +318,9 @@ def install_timer(args: argparse.Namespace) -> int:
     except OSError as error:
         raise unit_file_error(error, "write") from error
     compile_package()
-    if install_root(args) == Path("/"):
+    if root == Path("/"):
         systemctl("daemon-reload")
-    if not args.quiet:
+    if not quiet:
         print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
         print("next: sudo systemctl enable --now snap.timer (or snap@0.timer snap@1.timer)")
         print("      after reinstalling: sudo systemctl restart snap.timer")
@@ -344,8 +342,9 @@ def listing(directory: Path) -> list[str]:
         return []
 
 
-def uninstall_timer(args: argparse.Namespace) -> int:
-    unit_dir = install_root(args) / UNIT_DIR
+def uninstall_timer(root: Path | None, quiet: bool) -> int:
+    root = root or Path("/")
+    unit_dir = root / UNIT_DIR
     try:
         files = installed_files(unit_dir)
         for path in files:
@@ -354,12 +353,12 @@ def uninstall_timer(args: argparse.Namespace) -> int:
                 path.parent.rmdir()
     except OSError as error:
         raise unit_file_error(error, "remove") from error
-    if install_root(args) == Path("/") and files:
+    if root == Path("/") and files:
         enabled = [path.name for path in files if path.parent.name == "timers.target.wants"]
         if enabled:  # still loaded until the reload; a shot already running is left to finish
             systemctl("stop", *enabled)
         systemctl("daemon-reload")
-    if not args.quiet:
+    if not quiet:
         removed = ", ".join(str(path.relative_to(unit_dir)) for path in files)
         print(f"removed {removed} from {unit_dir}" if files else f"no snap units in {unit_dir}")
     return os.EX_OK

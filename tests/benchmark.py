@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FAKE_CAMERA, ROOT, free_port, make_app, start_redis  # noqa: E402
+from helpers import FAKE_CAMERA, ROOT, down_redis_url, make_app, start_redis  # noqa: E402
 
 # snap.py / floor at every size
 TARGETS = {"wall": 0.90, "CPU": 1.05, "peak RSS": 1.05}
@@ -293,7 +293,7 @@ def all_cases(scripts: Scripts, jpegs: list[Jpeg], workdir: Path, redis_url: str
     env = shot_env(workdir, redis_url, jpegs[0])
     unreachable = {
         **env,
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}",
+        "REDIS_URL": down_redis_url(),
         "SPOOL_DIR": str(workdir / "unsent"),  # not delivered by the other cases
     }
     return [

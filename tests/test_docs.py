@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_CAMERA, ROOT, make_app, make_venv
+from helpers import FAKE_CAMERA, ROOT, make_app, make_venv
 
 from snapcam.config import SETTINGS
 from snapcam.errors import EXIT_CODES

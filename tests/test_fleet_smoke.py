@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import fleet
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_fleet_of_five_stores_every_shot_whole_on_redis_and_on_the_cluster():

@@ -24,7 +24,7 @@ import time
 
 import pytest
 import redis
-from conftest import FAKE_CAMERA
+from helpers import FAKE_CAMERA
 
 PREFIX = "image"  # the front end's own key prefix: it reads PREFIX:<id>
 METADATA_FIELDS = ("timestamp", "mime_type", "lux")

@@ -1,14 +1,19 @@
-"""The store in-process, against the real test Redis: the hash, its key and its TTL."""
+"""snapcam.store in-process, against the real test Redis: the hash, its key and its TTL, and
+how Redis's failures are told."""
 
 from __future__ import annotations
 
-import re
+import shlex
+import subprocess
+import threading
 
 import pytest
+from helpers import running_redis
 
 from snapcam import store
+from snapcam.config import Config, load_config
 from snapcam.errors import ShotRefused, TemporaryFailure
-from snapcam.shot import Shot, shot_fields
+from snapcam.store import ping_command
 
 
 @pytest.fixture
@@ -44,32 +49,8 @@ def test_taken_key_is_never_overwritten(config, redis_db):
     assert redis_db.hget("image:1700000000", "image_data") == b"first"
 
 
-def test_shot_fields_hold_the_contract_and_the_metadata_asked_for(make_config):
-    config = make_config(CAMERA_NAME="garden", CAMERA_METADATA="ExposureTime,ColourGains")
-    shot = Shot(
-        jpeg=memoryview(b"\xff\xd8"),
-        metadata={"Lux": 41.7, "ExposureTime": 1000, "ColourGains": (1.5, 2.0)},
-        timestamp=1700000000,
-    )
-
-    fields = shot_fields(shot, config.camera_name, config.camera_metadata)
-
-    assert re.fullmatch(r"[0-9a-f]{16}", fields.pop("shot_id"))
-    assert fields == {
-        "image_data": shot.jpeg,
-        "timestamp": 1700000000,
-        "mime_type": "image/jpeg",
-        "camera": "garden",
-        "lux": 41,
-        "exposure_time": 1000,
-        "colour_gains": "1.5,2.0",
-    }
-
-
-def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config):
-    from conftest import free_port
-
-    config = make_config(REDIS_URL=f"redis://127.0.0.1:{free_port()}", REDIS_TIMEOUT="1")
+def test_unreachable_redis_is_a_temporary_failure_naming_it(make_config, down_redis):
+    config = make_config(REDIS_URL=down_redis, REDIS_TIMEOUT="1")
 
     with pytest.raises(TemporaryFailure, match="Redis unreachable at redis://127.0.0.1:"):
         store.store(store.redis_client(config), config, fields(), 60)
@@ -91,3 +72,45 @@ def test_out_of_memory_refuses_the_shot_not_the_server(make_config, full_redis):
 
     with pytest.raises(ShotRefused, match="out of memory"):
         store.store(store.redis_client(config), config, fields(), 60)
+
+
+@pytest.fixture
+def snap_config(redis_server, tmp_path, monkeypatch) -> Config:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("SPOOL_DIR", str(tmp_path / "spool"))
+    return load_config(None)
+
+
+def test_concurrent_shots_in_one_second_each_land_whole(snap_config, redis_db):
+    fields = [
+        {"image_data": bytes([n]) * 100_000, "timestamp": 1700000000, "mime_type": "image/jpeg"}
+        for n in range(8)
+    ]
+    keys = []
+
+    def store_one(shot_fields):
+        client = store.redis_client(snap_config)
+        keys.append(store.store(client, snap_config, shot_fields, 60))
+
+    threads = [threading.Thread(target=store_one, args=(shot,)) for shot in fields]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(keys)) == 8
+    assert sorted(keys) == sorted(
+        ["image:1700000000"] + [f"image:1700000000.{n}" for n in range(1, 8)]
+    )
+    stored = {redis_db.hget(key, "image_data") for key in keys}
+    assert stored == {shot["image_data"] for shot in fields}
+    assert all(redis_db.ttl(key) > 0 for key in keys)
+
+
+def test_ping_for_a_unix_socket_answers(tmp_path):
+    socket_path = tmp_path / "redis.sock"
+    with running_redis(tmp_path / "unix", "--unixsocket", str(socket_path)):
+        command = ping_command(f"unix://{socket_path}")
+        answer = subprocess.run(shlex.split(command), capture_output=True, text=True)
+
+    assert answer.stdout == "PONG\n"

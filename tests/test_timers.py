@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import shutil
-import site
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_CAMERA, ROOT, SNAP_DEFAULTS, camera_events, make_app, make_venv
+from helpers import ROOT, camera_events, make_app, make_venv, run_command, system_python, write_env
 
 from snapcam.config import SETTINGS
 from snapcam.errors import ConfigError
@@ -74,10 +73,6 @@ def span_seconds(span: str) -> float:
     return int(re.search(r"μs: (\d+)", result.stdout).group(1)) / 1e6
 
 
-def write_env(path: Path, **variables: str) -> None:
-    path.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
-
-
 def read_env(path: Path) -> dict[str, str]:
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     return dict(line.split("=", 1) for line in lines)
@@ -87,19 +82,8 @@ def snap_command(checkout: Path, *args: str) -> list[str]:
     return [str(checkout / ".venv" / "bin" / "python"), str(checkout / "snap.py"), *args]
 
 
-def run(command: list[str], timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command,
-        env={"PATH": os.environ["PATH"], **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def install(checkout: Path, root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return run(snap_command(checkout, "--install-timer", "--root", str(root), *args), **env)
+    return run_command(snap_command(checkout, "--install-timer", "--root", str(root), *args), **env)
 
 
 def run_unit(unit: Path, instance: str, state_dir: Path) -> subprocess.CompletedProcess:
@@ -153,29 +137,6 @@ def as_unprivileged() -> list[str]:
 
 
 @pytest.fixture
-def checkout(tmp_path) -> Path:
-    """snap.py with a .venv beside it, as the README installs it. The venv sees the test's
-    packages and the fake camera, so snap runs with no PYTHONPATH, as under systemd or cron."""
-    app = make_app(tmp_path / "snap").parent
-    make_venv(app, sys.executable, [str(FAKE_CAMERA), *site.getsitepackages()])
-    return app
-
-
-@pytest.fixture
-def dotenv(checkout, redis_server, camera_dir) -> Path:
-    """The checkout's .env: the test Redis and the fake camera."""
-    path = checkout / ".env"
-    write_env(
-        path,
-        REDIS_URL=redis_server.url,
-        FAKE_CAMERA_DIR=str(camera_dir),
-        LOCK_DIR=str(camera_dir),
-        **SNAP_DEFAULTS,
-    )
-    return path
-
-
-@pytest.fixture
 def root(tmp_path) -> Path:
     path = tmp_path / "root"
     path.mkdir()
@@ -216,10 +177,6 @@ def readable_snap(readable_packages):
     make_venv(directory, system_python(), [str(readable_packages)])
     yield snap
     shutil.rmtree(directory)
-
-
-def system_python() -> str:
-    return shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
 
 # --- The files in timers/ ------------------------------------------------------
@@ -311,7 +268,7 @@ def test_install_caches_the_bytecode_of_every_module(tmp_path, root):
     package = snap.parent / "snapcam"
 
     # PYTHONDONTWRITEBYTECODE: no module is cached by being imported, only by the install.
-    result = run(
+    result = run_command(
         [sys.executable, str(snap), "--install-timer", "--root", str(root), "--user", "pi"],
         PYTHONDONTWRITEBYTECODE="1",
     )
@@ -412,7 +369,7 @@ def test_install_without_an_unprivileged_user_exits_64(checkout, root, user):
 def test_checkout_path_a_unit_cannot_hold_exits_64(tmp_path, root):
     snap = make_app(tmp_path / "my snap")
 
-    result = run(
+    result = run_command(
         [
             sys.executable,
             str(snap),
@@ -431,7 +388,7 @@ def test_checkout_path_a_unit_cannot_hold_exits_64(tmp_path, root):
 def test_install_without_permission_exits_77(readable_snap, root):
     root.chmod(0o555)  # for a non-root run; nobody cannot even reach it
 
-    result = run(
+    result = run_command(
         [
             *as_unprivileged(),
             system_python(),
@@ -453,7 +410,7 @@ def test_install_without_permission_exits_77(readable_snap, root):
 
 
 def test_install_writes_the_checkouts_venv_whatever_python_ran_it(checkout, root):
-    result = run(
+    result = run_command(
         [
             sys.executable,
             str(checkout / "snap.py"),
@@ -474,7 +431,7 @@ def test_install_refuses_a_venv_that_cannot_import_snaps_packages(tmp_path, root
     app = make_app(tmp_path / "snap").parent
     make_venv(app, sys.executable, [])
 
-    result = run(
+    result = run_command(
         [
             sys.executable,
             str(app / "snap.py"),
@@ -528,7 +485,7 @@ def test_install_for_this_system_refuses_a_checkout_in_tmp(readable_packages, tm
         snap = make_app(directory, copy=True)
         make_venv(directory, system_python(), [str(readable_packages)])
         # As nobody: should the check fail, writing to /etc/systemd/system fails too.
-        result = run(
+        result = run_command(
             [*as_unprivileged(), system_python(), str(snap), "--install-timer", "--user", "pi"]
         )
     finally:
@@ -538,47 +495,6 @@ def test_install_for_this_system_refuses_a_checkout_in_tmp(readable_packages, tm
     assert result.stderr == (
         f"snap: error: {directory} is in {tmp}, which the service cannot see (it has a {tmp} "
         "of its own): move the checkout, e.g. into your home directory\n"
-    )
-
-
-# --- snap.py under any python3 -------------------------------------------------
-# python3 -S has no site-packages, so none of snap's packages, whatever the system holds.
-
-
-def test_python3_without_snaps_packages_runs_snap_with_the_checkouts_venv(
-    checkout, dotenv, redis_db
-):
-    result = run([system_python(), "-S", str(checkout / "snap.py"), "--json"])
-
-    assert result.returncode == 0, result.stderr
-    assert len(redis_db.keys("image:*")) == 1
-
-
-def test_python3_without_snaps_packages_or_a_venv_exits_69_saying_what_to_install(tmp_path):
-    snap = make_app(tmp_path / "snap")
-
-    result = run([system_python(), "-S", str(snap), "--check"])
-
-    assert result.returncode == 69
-    assert result.stderr == (
-        f"snap: error: redis and environs not installed for {system_python()}; install them "
-        f"as the README does: cd {snap.parent} && python3 -m venv --system-site-packages .venv"
-        " && .venv/bin/pip install -r requirements.txt\n"
-    )
-
-
-def test_a_venv_that_does_not_help_is_run_once_not_again_and_again(tmp_path):
-    app = make_app(tmp_path / "snap").parent
-    python = app / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec {system_python()} -S "$@"\n')
-    python.chmod(0o755)
-
-    result = run([system_python(), "-S", str(app / "snap.py")], timeout=20)
-
-    assert result.returncode == 69
-    assert result.stderr.startswith(
-        f"snap: error: redis and environs not installed for {app}/.venv;"
     )
 
 
@@ -592,14 +508,14 @@ def test_uninstall_removes_the_units_and_disables_the_timers(checkout, root, uni
         capture_output=True,
     )
 
-    result = run(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
+    result = run_command(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
 
     assert result.returncode == 0
     assert installed(units) == []
 
 
 def test_uninstall_with_nothing_installed_exits_0(checkout, root):
-    result = run(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
+    result = run_command(snap_command(checkout, "--uninstall-timer", "--root", str(root)))
 
     assert result.returncode == 0
     assert result.stdout.startswith("no snap units in ")
@@ -609,7 +525,7 @@ def test_uninstall_without_permission_exits_77_and_removes_nothing(readable_snap
     units.chmod(0o555)
 
     try:
-        result = run(
+        result = run_command(
             [
                 *as_unprivileged(),
                 system_python(),

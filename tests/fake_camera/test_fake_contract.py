@@ -1,7 +1,7 @@
 """The fake picamera2 offers nothing that the real picamera2 lacks or spells differently.
 
 The real package comes from PyPI without its native parts (libcamera, pykms, prctl, pidng are
-stubbed in tests/contract/stubs) and is only imported, in a subprocess of its own.
+stubbed in tests/fake_camera/contract/stubs) and is only imported, in a subprocess of its own.
 Set SNAP_OFFLINE=1 to skip these tests where PyPI cannot be reached.
 """
 
@@ -20,8 +20,8 @@ import pytest
 PICAMERA2_VERSION = "0.3.38"
 # Imported by `import picamera2` and installable from wheels; the rest are stubs.
 IMPORT_DEPENDENCIES = ["numpy", "pillow", "simplejpeg", "piexif", "videodev2"]
-TESTS = Path(__file__).resolve().parent
-CONTRACT = TESTS / "contract"
+TESTS = Path(__file__).resolve().parent.parent
+CONTRACT = Path(__file__).resolve().parent / "contract"
 CACHE = TESTS / ".cache"
 CACHED_INSTALL = (
     CACHE / f"picamera2-{PICAMERA2_VERSION}-{sys.implementation.cache_tag}-{platform.machine()}"

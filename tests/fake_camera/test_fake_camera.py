@@ -10,10 +10,10 @@ import time
 import types
 
 import pytest
-from conftest import camera_events
+from helpers import FAKE_CAMERA, camera_events
 from PIL import Image
 
-FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake")
+FAKE = str(FAKE_CAMERA)
 SMALL = {"size": (640, 480)}
 RED_CORNER = {  # (hflip, vflip) -> the corner where the red block of the test pattern lands
     (False, False): "top-left",

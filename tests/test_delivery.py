@@ -1,0 +1,137 @@
+"""Delivering the spool's backlog in-process: oldest first, a bounded batch, what is left of
+the TTL, and what cannot be delivered set aside."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from types import SimpleNamespace
+
+import pytest
+from helpers import delivered_by, shot
+
+from snapcam import delivery, keeping
+from snapcam.errors import ShotRefused
+
+UNDELIVERABLE = {
+    "fields not an object": lambda jpeg, fields: fields.write_text("[1, 2]"),
+    "a field missing": lambda jpeg, fields: fields.write_text('{"mime_type": "image/jpeg"}'),
+    "a bad value": lambda jpeg, fields: fields.write_text(
+        '{"timestamp": 1700000000, "mime_type": null}'
+    ),
+    "fields a directory": lambda jpeg, fields: (fields.unlink(), fields.mkdir()),
+    "JPEG a dangling symlink": lambda jpeg, fields: (
+        jpeg.unlink(),
+        jpeg.symlink_to(jpeg.with_name("gone.jpg")),
+    ),
+    "JPEG unreadable": lambda jpeg, fields: (jpeg.unlink(), jpeg.mkdir()),
+    "JPEG empty": lambda jpeg, fields: jpeg.write_bytes(b""),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(UNDELIVERABLE))
+def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spool, damage):
+    now = int(time.time())
+    keeping.keep(spool, shot(now - 10))
+    keeping.keep(spool, shot(now - 5))
+    damaged = spool.entries()[0]
+    UNDELIVERABLE[damage](damaged.jpeg_path, damaged.fields_path)
+
+    stored = delivered_by(spool)
+
+    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 5]
+    assert spool.entries() == []
+    assert damaged.fields_path.with_suffix(".json.unreadable").exists()
+
+
+def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
+    now = int(time.time())
+    keeping.keep(spool, shot(now - 10, size=5000))
+    keeping.keep(spool, shot(now - 5))
+    stored = []
+
+    def put(fields, ttl):
+        if len(fields["image_data"]) == 5000:
+            raise ShotRefused("Redis refused the write: out of memory (maxmemory reached)")
+        stored.append(fields["timestamp"])
+        return "image:x"
+
+    delivery.deliver(spool, put, 3600, 20, 10.0)
+
+    assert stored == [now - 5]
+    assert [entry.timestamp for entry in spool.entries()] == [now - 10]
+
+
+def test_expired_shots_do_not_use_up_the_batch(spool):
+    now = int(time.time())
+    for age in (5000, 4000, 3000):
+        keeping.keep(spool, shot(now - age))
+    keeping.keep(spool, shot(now - 2))
+    keeping.keep(spool, shot(now - 1))
+
+    stored = delivered_by(spool, expiry=1000, max_shots=2)
+
+    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 2, now - 1]
+    assert spool.entries() == []
+
+
+def test_ttl_never_exceeds_image_expiry_when_the_clock_went_back(spool):
+    keeping.keep(spool, shot(int(time.time()) + 500))  # taken before the clock was set back
+
+    [(_fields, ttl)] = delivered_by(spool, expiry=1000)
+
+    assert ttl == 1000
+
+
+def test_delivery_is_oldest_first_with_what_is_left_of_the_ttl(spool):
+    now = int(time.time())
+    keeping.keep(spool, shot(now - 100))
+    keeping.keep(spool, shot(now - 200))
+
+    stored = delivered_by(spool, expiry=1000)
+
+    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 200, now - 100]
+    assert [ttl for _fields, ttl in stored] == pytest.approx([800, 900], abs=2)
+    assert spool.entries() == []
+
+
+def test_expired_shot_is_discarded_not_delivered(spool):
+    keeping.keep(spool, shot(int(time.time()) - 5000))
+
+    assert delivered_by(spool, expiry=3600) == []
+    assert spool.entries() == []
+
+
+def test_delivery_stops_after_its_batch(spool):
+    now = int(time.time())
+    for age in range(5):
+        keeping.keep(spool, shot(now - age))
+
+    assert len(delivered_by(spool, max_shots=3)) == 3
+    assert len(spool.entries()) == 2
+
+
+def test_delivery_stops_at_its_time_bound(spool, monkeypatch):
+    now = int(time.time())
+    for age in range(5):
+        keeping.keep(spool, shot(now - age))
+    ticks = itertools.count()  # a clock that moves a second each time it is read
+    clock = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+    monkeypatch.setattr(delivery, "time", SimpleNamespace(**{**clock, "monotonic": ticks.__next__}))
+
+    stored = []
+    delivery.deliver(spool, lambda fields, ttl: stored.append(fields) or "key", 3600, 20, 2.5)
+
+    assert 0 < len(stored) < 5
+    assert len(spool.entries()) == 5 - len(stored)
+
+
+def test_failed_delivery_keeps_the_shot(spool):
+    keeping.keep(spool, shot(int(time.time())))
+
+    def refuse(fields, ttl):
+        raise RuntimeError("Redis refused")
+
+    with pytest.raises(RuntimeError):
+        delivery.deliver(spool, refuse, 3600, 20, 10.0)
+    assert len(spool.entries()) == 1
