@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -293,33 +294,42 @@ def spooled(spool_dir: Path) -> list[Path]:
 
 def spooled_fields(jpeg: Path) -> dict:
     """The fields a spooled shot's JPEG was kept with."""
-    from snapcam.spool import fields_from_json
+    from snapcam.spool import spooled_from_json
 
-    return fields_from_json(jpeg.with_suffix(".json").read_text())
+    return spooled_from_json(jpeg.with_suffix(".json").read_text()).fields
 
 
-def shot(timestamp: int, size: int = 1000) -> dict:
-    """A shot's fields, as a run hands them to the spool."""
-    return {
+def shot(timestamp: int, size: int = 1000, expiry: int = 3600, key_prefix: str = "image"):
+    """A shot as a run hands it to the spool: its fields, key prefix and expiry."""
+    from snapcam.spool import Spooled
+
+    fields = {
         "image_data": b"\xff\xd8" + bytes(size - 2),
         "timestamp": timestamp,
         "mime_type": "image/jpeg",
         "lux": 40,
     }
+    return Spooled(fields, key_prefix, timestamp + expiry)
 
 
-def delivered_by(spool, expiry: int = 3600, max_shots: int = 20) -> list[tuple]:
-    """What the spool's delivery hands to Redis: (fields, ttl) of each shot, oldest first."""
+class Delivered(NamedTuple):
+    fields: dict
+    key_prefix: str | None
+    ttl: int
+
+
+def delivered_by(spool, expiry: int = 3600, max_shots: int = 20) -> list[Delivered]:
+    """What the spool's delivery hands to Redis, oldest first; `expiry` is the delivering
+    run's IMAGE_EXPIRY."""
     from snapcam import delivery
 
     stored = []
-    delivery.deliver(
-        spool,
-        lambda fields, ttl: stored.append((fields, ttl)) or f"image:{fields['timestamp']}",
-        expiry,
-        max_shots,
-        10.0,
-    )
+
+    def put(fields, key_prefix, ttl):
+        stored.append(Delivered(fields, key_prefix, ttl))
+        return f"{key_prefix}:{fields['timestamp']}"
+
+    delivery.deliver(spool, put, expiry, max_shots, 10.0)
     return stored
 
 

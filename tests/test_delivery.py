@@ -39,7 +39,7 @@ def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spoo
 
     stored = delivered_by(spool)
 
-    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 5]
+    assert [fields["timestamp"] for fields, _prefix, _ttl in stored] == [now - 5]
     assert spool.entries() == []
     assert damaged.fields_path.with_suffix(".json.unreadable").exists()
 
@@ -50,7 +50,7 @@ def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
     keeping.keep(spool, shot(now - 5))
     stored = []
 
-    def put(fields, ttl):
+    def put(fields, key_prefix, ttl):
         if len(fields["image_data"]) == 5000:
             raise ShotRefused("Redis refused the write: out of memory (maxmemory reached)")
         stored.append(fields["timestamp"])
@@ -65,33 +65,34 @@ def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):
 def test_expired_shots_do_not_use_up_the_batch(spool):
     now = int(time.time())
     for age in (5000, 4000, 3000):
-        keeping.keep(spool, shot(now - age))
-    keeping.keep(spool, shot(now - 2))
-    keeping.keep(spool, shot(now - 1))
+        keeping.keep(spool, shot(now - age, expiry=1000))
+    keeping.keep(spool, shot(now - 2, expiry=1000))
+    keeping.keep(spool, shot(now - 1, expiry=1000))
 
     stored = delivered_by(spool, expiry=1000, max_shots=2)
 
-    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 2, now - 1]
+    assert [fields["timestamp"] for fields, _prefix, _ttl in stored] == [now - 2, now - 1]
     assert spool.entries() == []
 
 
 def test_ttl_never_exceeds_image_expiry_when_the_clock_went_back(spool):
-    keeping.keep(spool, shot(int(time.time()) + 500))  # taken before the clock was set back
+    # Taken before the clock was set back.
+    keeping.keep(spool, shot(int(time.time()) + 500, expiry=1000))
 
-    [(_fields, ttl)] = delivered_by(spool, expiry=1000)
+    [(_fields, _prefix, ttl)] = delivered_by(spool, expiry=1000)
 
     assert ttl == 1000
 
 
 def test_delivery_is_oldest_first_with_what_is_left_of_the_ttl(spool):
     now = int(time.time())
-    keeping.keep(spool, shot(now - 100))
-    keeping.keep(spool, shot(now - 200))
+    keeping.keep(spool, shot(now - 100, expiry=1000))
+    keeping.keep(spool, shot(now - 200, expiry=1000))
 
     stored = delivered_by(spool, expiry=1000)
 
-    assert [fields["timestamp"] for fields, _ttl in stored] == [now - 200, now - 100]
-    assert [ttl for _fields, ttl in stored] == pytest.approx([800, 900], abs=2)
+    assert [fields["timestamp"] for fields, _prefix, _ttl in stored] == [now - 200, now - 100]
+    assert [ttl for _fields, _prefix, ttl in stored] == pytest.approx([800, 900], abs=2)
     assert spool.entries() == []
 
 
@@ -120,7 +121,7 @@ def test_delivery_stops_at_its_time_bound(spool, monkeypatch):
     monkeypatch.setattr(delivery, "time", SimpleNamespace(**{**clock, "monotonic": ticks.__next__}))
 
     stored = []
-    delivery.deliver(spool, lambda fields, ttl: stored.append(fields) or "key", 3600, 20, 2.5)
+    delivery.deliver(spool, lambda fields, prefix, ttl: stored.append(fields) or "k", 3600, 20, 2.5)
 
     assert 0 < len(stored) < 5
     assert len(spool.entries()) == 5 - len(stored)
@@ -129,7 +130,7 @@ def test_delivery_stops_at_its_time_bound(spool, monkeypatch):
 def test_failed_delivery_keeps_the_shot(spool):
     keeping.keep(spool, shot(int(time.time())))
 
-    def refuse(fields, ttl):
+    def refuse(fields, key_prefix, ttl):
         raise RuntimeError("Redis refused")
 
     with pytest.raises(RuntimeError):

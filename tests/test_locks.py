@@ -31,10 +31,11 @@ KEEP_AS_NOBODY = """
 import logging, sys
 from pathlib import Path
 from snapcam import keeping
-from snapcam.spool import Spool
+from snapcam.spool import Spool, Spooled
 logging.basicConfig(format="%(message)s")
 spool = Spool(Path(sys.argv[1]), 1_000)
-keeping.keep(spool, {"image_data": b"\\xff\\xd8" * 1000, "timestamp": 1700000001, "mime_type": "x"})
+fields = {"image_data": b"\\xff\\xd8" * 1000, "timestamp": 1700000001, "mime_type": "x"}
+keeping.keep(spool, Spooled(fields, "image", 1700003601))
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import shot
 
 from snapcam.errors import SnapError
 from snapcam.guard import Guard
@@ -16,7 +17,7 @@ def test_any_exception_after_the_capture_keeps_the_shot(tmp_path):
 
     with pytest.raises(SnapError) as raised:
         with shot_kept(guard):
-            guard.hold({"image_data": b"\xff\xd8", "timestamp": 1700000000, "mime_type": "x"})
+            guard.hold(shot(1700000000, size=2))
             raise OverflowError("timeout value is too large")
 
     assert raised.value.exit_code == 70

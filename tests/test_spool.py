@@ -16,10 +16,12 @@ def test_kept_shot_is_a_jpeg_and_its_fields_in_the_current_format(spool):
     keeping.keep(spool, shot(1700000000))
 
     [entry] = spool.entries()
-    assert entry.jpeg_path.read_bytes() == shot(1700000000)["image_data"]
+    assert entry.jpeg_path.read_bytes() == shot(1700000000).fields["image_data"]
     document = json.loads(entry.fields_path.read_text())
     assert document == {
         "version": FORMAT_VERSION,
+        "key_prefix": "image",
+        "expires_at": 1700003600,
         "fields": {"timestamp": 1700000000, "mime_type": "image/jpeg", "lux": 40},
     }
 
@@ -31,9 +33,9 @@ def test_version_1_entry_is_delivered(spool):
         json.dumps({"timestamp": now, "mime_type": "image/jpeg", "lux": 3})
     )
 
-    [(fields, _ttl)] = delivered_by(spool)
+    [(fields, _prefix, _ttl)] = delivered_by(spool)
 
-    assert fields == {
+    assert {name: value for name, value in fields.items() if name != "shot_id"} == {
         "timestamp": now,
         "mime_type": "image/jpeg",
         "lux": 3,

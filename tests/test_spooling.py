@@ -105,16 +105,30 @@ def test_redis_killed_then_restarted_gets_the_backlog_oldest_first_with_remainin
     assert third.stderr.count("delivered the spooled shot") == 2
 
 
-def test_spooled_shot_past_its_expiry_is_discarded(run_snap, redis_db, spool_dir, down_redis):
-    run_snap(REDIS_URL=down_redis)
-    time.sleep(2.1)
+def test_spooled_shot_past_its_own_expiry_is_discarded(run_snap, redis_db, spool_dir, down_redis):
+    run_snap(REDIS_URL=down_redis, IMAGE_EXPIRY="1")
+    time.sleep(2.1)  # the shot's expiry passes
 
-    result = run_snap(IMAGE_EXPIRY="1")
+    result = run_snap()
 
     assert result.returncode == 0, result.stderr
     assert "discarded the spooled shot" in result.stderr and "past its expiry" in result.stderr
     assert len(redis_db.keys("image:*")) == 1
     assert spooled(spool_dir) == []
+
+
+def test_spooled_shot_keeps_the_key_prefix_and_expiry_it_was_taken_with(
+    run_snap, redis_db, spool_dir, down_redis
+):
+    run_snap(REDIS_URL=down_redis, IMAGE_KEY_PREFIX="image:garden", IMAGE_EXPIRY="300")
+    [spooled_jpeg] = spooled(spool_dir)
+    timestamp = spooled_fields(spooled_jpeg)["timestamp"]
+
+    result = run_snap(IMAGE_EXPIRY="3600")
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.exists(f"image:garden:{timestamp}")
+    assert 0 < redis_db.ttl(f"image:garden:{timestamp}") <= 300
 
 
 def test_spool_over_its_cap_drops_the_oldest_shots(run_snap, spool_dir, big_jpeg, down_redis):
