@@ -4,6 +4,8 @@ the TTL, and what cannot be delivered set aside."""
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import time
 from types import SimpleNamespace
 
@@ -12,6 +14,22 @@ from helpers import delivered_by, shot
 
 from snapcam import delivery, keeping
 from snapcam.errors import ShotRefused
+from snapcam.spool import JPEG_MAX_BYTES
+
+
+def replaced(path, make):
+    """The file at path replaced by what make(path) creates there."""
+    path.unlink()
+    make(path)
+
+
+def secret(path):
+    """A file only root may read, beside the spool: what a planted link would leak."""
+    victim = path.parent.parent / "secret"
+    victim.write_bytes(b"\xff\xd8 root's secret")
+    victim.chmod(0o600)
+    return victim
+
 
 UNDELIVERABLE = {
     "fields not an object": lambda jpeg, fields: fields.write_text("[1, 2]"),
@@ -26,11 +44,43 @@ UNDELIVERABLE = {
     ),
     "JPEG unreadable": lambda jpeg, fields: (jpeg.unlink(), jpeg.mkdir()),
     "JPEG empty": lambda jpeg, fields: jpeg.write_bytes(b""),
+    "JPEG a FIFO": lambda jpeg, fields: replaced(jpeg, os.mkfifo),
+    "fields a FIFO": lambda jpeg, fields: replaced(fields, os.mkfifo),
+    "JPEG a link to /dev/zero": lambda jpeg, fields: replaced(
+        jpeg, lambda path: path.symlink_to("/dev/zero")
+    ),
+    "fields a link to /dev/zero": lambda jpeg, fields: replaced(
+        fields, lambda path: path.symlink_to("/dev/zero")
+    ),
+    "JPEG a symlink to a root-only file": lambda jpeg, fields: replaced(
+        jpeg, lambda path: path.symlink_to(secret(path))
+    ),
+    "JPEG a hard link to a root-only file": lambda jpeg, fields: replaced(
+        jpeg, lambda path: os.link(secret(path), path)
+    ),
+    "JPEG larger than any camera's": lambda jpeg, fields: os.truncate(jpeg, JPEG_MAX_BYTES + 1),
+    "a field name not UTF-8": lambda jpeg, fields: fields.write_text(
+        '{"timestamp": 1700000000, "mime_type": "image/jpeg", "caf\\udce9": 1}'
+    ),
 }
 
 
+@pytest.fixture
+def bounded():
+    """The test fails, rather than waits for ever, if reading an entry blocks."""
+
+    def expire(signum, frame):
+        raise TimeoutError("reading the spool blocked")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("damage", sorted(UNDELIVERABLE))
-def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spool, damage):
+def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spool, damage, bounded):
     now = int(time.time())
     keeping.keep(spool, shot(now - 10))
     keeping.keep(spool, shot(now - 5))

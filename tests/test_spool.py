@@ -9,6 +9,7 @@ import time
 from helpers import delivered_by, shot
 
 from snapcam import keeping
+from snapcam.shot import SHOT_ID
 from snapcam.spool import FORMAT_VERSION, Spool
 
 
@@ -42,6 +43,24 @@ def test_version_1_entry_is_delivered(spool):
         "image_data": b"\xff\xd8jpeg",
     }
     assert spool.entries() == []
+
+
+def test_version_1_entry_has_the_same_shot_id_on_every_run(tmp_path):
+    # A run killed between the delivery and the unlink leaves the entry: the next run must
+    # find the shot under the id Redis already has, or it stores it twice.
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    (directory / "1700000000-1-abcdef.jpg").write_bytes(b"\xff\xd8jpeg")
+    (directory / "1700000000-1-abcdef.json").write_text(
+        json.dumps({"timestamp": 1700000000, "mime_type": "image/jpeg", "lux": 3})
+    )
+
+    def shot_id_read_by_a_new_run() -> str:
+        spool = Spool(directory, 10_000_000)
+        [entry] = spool.entries()
+        return spool.read(entry).fields[SHOT_ID]
+
+    assert shot_id_read_by_a_new_run() == shot_id_read_by_a_new_run()
 
 
 def test_unknown_format_is_set_aside_and_the_jpeg_kept(spool):
