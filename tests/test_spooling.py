@@ -117,6 +117,35 @@ def test_spooled_shot_past_its_own_expiry_is_discarded(run_snap, redis_db, spool
     assert spooled(spool_dir) == []
 
 
+def test_fifo_planted_as_a_spooled_jpeg_holds_up_no_run(run_snap, redis_db, spool_dir, down_redis):
+    run_snap(REDIS_URL=down_redis)
+    run_snap(REDIS_URL=down_redis)
+    planted, behind = spooled(spool_dir)
+    behind_key = f"image:{spooled_fields(behind)['timestamp']}"
+    planted.unlink()
+    os.mkfifo(planted)  # reading it would wait for a writer that never comes
+
+    result = run_snap(RUN_TIMEOUT="30")
+
+    assert result.returncode == 0, result.stderr
+    assert "cannot be delivered: its JPEG cannot be read (not a regular file)" in result.stderr
+    assert redis_db.exists(behind_key)
+    assert planted.with_suffix(".json.unreadable").exists()
+
+
+def test_healthy_run_removes_what_a_killed_run_left(run_snap, spool_dir):
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    orphan = spool_dir / "1700000000-1-abcdef.jpg"  # a JPEG whose .json was never written
+    orphan.write_bytes(b"\xff\xd8")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(orphan, (two_days_ago, two_days_ago))
+
+    result = run_snap()
+
+    assert result.returncode == 0, result.stderr
+    assert not orphan.exists()
+
+
 def test_spooled_shot_keeps_the_key_prefix_and_expiry_it_was_taken_with(
     run_snap, redis_db, spool_dir, down_redis
 ):
