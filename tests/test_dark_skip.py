@@ -32,6 +32,15 @@ def test_dark_skip_is_recorded_in_the_status(shoot, redis_db):
     assert (fields["last_exit"], fields["failures"], fields["last_stored"]) == ("0", "0", "0")
 
 
+def test_dark_skip_whose_report_cannot_be_written_still_succeeds(shoot, redis_db):
+    with open("/dev/full", "w") as full:
+        result = shoot(stdout=full, **DARK)
+
+    assert result.returncode == 0, result.stderr
+    fields = status_of(redis_db)
+    assert (fields["last_exit"], fields["failures"]) == ("0", "0")
+
+
 def test_dark_skip_json_says_why(shoot, redis_db):
     result = shoot("--json", **DARK)
 

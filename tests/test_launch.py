@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, make_app, run_command, system_python
 
 
@@ -41,11 +42,21 @@ def test_python3_without_snaps_packages_or_a_venv_exits_69_saying_what_to_instal
     )
 
 
-def test_a_venv_that_does_not_help_is_run_once_not_again_and_again(tmp_path):
+def test_python3_without_snaps_packages_or_a_venv_exits_69_with_stderr_closed(tmp_path):
+    snap = make_app(tmp_path / "snap")
+
+    result = run_command(["sh", "-c", f'exec {system_python()} -S "{snap}" --check 2>&-'])
+
+    assert result.returncode == 69
+
+
+# A .venv/bin/python that keeps the environment, and one that clears it (env -i).
+@pytest.mark.parametrize("env", ["", "env -i "])
+def test_a_venv_that_does_not_help_is_run_once_not_again_and_again(tmp_path, env):
     app = make_app(tmp_path / "snap").parent
     python = app / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec {system_python()} -S "$@"\n')
+    python.write_text(f'#!/bin/sh\nexec {env}{system_python()} -S "$@"\n')
     python.chmod(0o755)
 
     result = run_command([system_python(), "-S", str(app / "snap.py")], timeout=20)

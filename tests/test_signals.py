@@ -3,6 +3,7 @@ closed and the shot kept."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from pathlib import Path
@@ -86,3 +87,37 @@ def test_stop_signal_during_a_save_waits_for_the_shot_to_be_kept(
     assert process.returncode == 143
     assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
     assert len(spooled(spool_dir)) == 1
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: whoever writes to it waits until it is read."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"." * 4096)
+    except BlockingIOError:
+        os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def wait_until_blocked_writing_to_a_pipe(pid: int) -> None:
+    wchan = Path(f"/proc/{pid}/wchan")
+    while not wchan.read_text().endswith("pipe_write"):
+        os.sched_yield()
+
+
+def test_stop_signal_while_the_last_line_is_written_keeps_the_line_and_exits_143(snap_process):
+    read_end, write_end = full_pipe()
+    process = snap_process(IMAGE_EXPIRY="soon", stderr=write_end)
+    os.close(write_end)
+    wait_until_blocked_writing_to_a_pipe(process.pid)
+
+    process.send_signal(signal.SIGTERM)
+    with open(read_end, "rb") as pipe:
+        written = pipe.read().lstrip(b".").decode()
+    process.wait(timeout=10)
+
+    assert process.returncode == 143
+    assert written.startswith("snap: error: IMAGE_EXPIRY='soon' is invalid: ")
+    assert written.count("\n") == 1 and written.endswith("\n")
