@@ -33,8 +33,8 @@ def test_dark_skip_is_recorded_in_the_status(shoot, redis_db):
 
 
 def test_dark_skip_whose_report_cannot_be_written_still_succeeds(shoot, redis_db):
-    with open("/dev/full", "w") as full:
-        result = shoot(stdout=full, **DARK)
+    with open("/dev/full", "w") as full:  # unbuffered, as on a terminal: written at once
+        result = shoot(stdout=full, PYTHONUNBUFFERED="1", **DARK)
 
     assert result.returncode == 0, result.stderr
     fields = status_of(redis_db)
