@@ -6,6 +6,8 @@ import json
 import os
 import time
 
+import pytest
+
 from helpers import delivered_by, shot
 
 from snapcam import keeping
@@ -43,6 +45,19 @@ def test_version_1_entry_is_delivered(spool):
         "image_data": b"\xff\xd8jpeg",
     }
     assert spool.entries() == []
+
+
+def test_version_2_entry_takes_the_delivering_runs_prefix_and_expiry(spool):
+    now = int(time.time())
+    (spool.directory / f"{now - 100}-1-abcdef.jpg").write_bytes(b"\xff\xd8jpeg")
+    fields = {"timestamp": now - 100, "mime_type": "image/jpeg", "lux": 3, "shot_id": "ab"}
+    document = {"version": 2, "fields": fields}
+    (spool.directory / f"{now - 100}-1-abcdef.json").write_text(json.dumps(document))
+
+    [(_fields, key_prefix, ttl)] = delivered_by(spool, expiry=1000)
+
+    assert key_prefix is None  # the delivering run's IMAGE_KEY_PREFIX
+    assert ttl == pytest.approx(900, abs=2)
 
 
 def test_version_1_entry_has_the_same_shot_id_on_every_run(tmp_path):
