@@ -7,7 +7,6 @@ import os
 import time
 
 import pytest
-
 from helpers import delivered_by, shot
 
 from snapcam import keeping
