@@ -44,6 +44,7 @@ UNDELIVERABLE = {
     ),
     "JPEG unreadable": lambda jpeg, fields: (jpeg.unlink(), jpeg.mkdir()),
     "JPEG empty": lambda jpeg, fields: jpeg.write_bytes(b""),
+    "JPEG missing": lambda jpeg, fields: jpeg.unlink(),
     "JPEG a FIFO": lambda jpeg, fields: replaced(jpeg, os.mkfifo),
     "fields a FIFO": lambda jpeg, fields: replaced(fields, os.mkfifo),
     "JPEG a link to /dev/zero": lambda jpeg, fields: replaced(
@@ -64,6 +65,26 @@ UNDELIVERABLE = {
     ),
 }
 
+# What the warning says of each: the thing to look at in the spool.
+REASONS = {
+    "fields not an object": "its fields are unreadable (not an object)",
+    "a field missing": "its fields lack timestamp",
+    "a bad value": "its field mime_type holds NoneType, not a string or a number",
+    "fields a directory": "its fields cannot be read (Is a directory)",
+    "JPEG a dangling symlink": "its JPEG cannot be read (a symbolic link)",
+    "JPEG unreadable": "its JPEG cannot be read (Is a directory)",
+    "JPEG empty": "its JPEG is empty",
+    "JPEG missing": "its JPEG is missing",
+    "JPEG a FIFO": "its JPEG cannot be read (not a regular file)",
+    "fields a FIFO": "its fields cannot be read (not a regular file)",
+    "JPEG a link to /dev/zero": "its JPEG cannot be read (a symbolic link)",
+    "fields a link to /dev/zero": "its fields cannot be read (a symbolic link)",
+    "JPEG a symlink to a root-only file": "its JPEG cannot be read (a symbolic link)",
+    "JPEG a hard link to a root-only file": "its JPEG cannot be read (a hard link)",
+    "JPEG larger than any camera's": "its JPEG cannot be read (over 64 MB)",
+    "a field name not UTF-8": "its field name 'caf\\udce9' is not valid UTF-8",
+}
+
 
 @pytest.fixture
 def bounded():
@@ -80,7 +101,9 @@ def bounded():
 
 
 @pytest.mark.parametrize("damage", sorted(UNDELIVERABLE))
-def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spool, damage, bounded):
+def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(
+    spool, damage, bounded, caplog
+):
     now = int(time.time())
     keeping.keep(spool, shot(now - 10))
     keeping.keep(spool, shot(now - 5))
@@ -92,6 +115,10 @@ def test_undeliverable_entry_is_set_aside_and_the_shots_behind_it_delivered(spoo
     assert [fields["timestamp"] for fields, _prefix, _ttl in stored] == [now - 5]
     assert spool.entries() == []
     assert damaged.fields_path.with_suffix(".json.unreadable").exists()
+    assert (
+        f"the spooled shot {damaged.jpeg_path.name} cannot be delivered: {REASONS[damage]}; "
+        f"set aside as {damaged.fields_path.name}.unreadable"
+    ) in caplog.text
 
 
 def test_shot_redis_refuses_stays_and_the_shots_behind_it_are_delivered(spool):

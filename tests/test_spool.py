@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
 from helpers import delivered_by, shot
 
 from snapcam import keeping
-from snapcam.shot import SHOT_ID
+from snapcam.shot import NO_LUX, SHOT_ID
 from snapcam.spool import FORMAT_VERSION, Spool
 
 
@@ -74,7 +75,21 @@ def test_version_1_entry_has_the_same_shot_id_on_every_run(tmp_path):
         [entry] = spool.entries()
         return spool.read(entry).fields[SHOT_ID]
 
-    assert shot_id_read_by_a_new_run() == shot_id_read_by_a_new_run()
+    shot_id = shot_id_read_by_a_new_run()
+    assert re.fullmatch(r"[0-9a-f]{16}", shot_id)
+    assert shot_id_read_by_a_new_run() == shot_id
+
+
+def test_version_1_entry_without_lux_is_delivered_with_no_reading(spool):
+    now = int(time.time())
+    (spool.directory / f"{now}-1-abcdef.jpg").write_bytes(b"\xff\xd8jpeg")
+    (spool.directory / f"{now}-1-abcdef.json").write_text(
+        json.dumps({"timestamp": now, "mime_type": "image/jpeg"})
+    )
+
+    [(fields, _prefix, _ttl)] = delivered_by(spool)
+
+    assert fields["lux"] == NO_LUX
 
 
 def test_unknown_format_is_set_aside_and_the_jpeg_kept(spool):
