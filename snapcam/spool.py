@@ -81,8 +81,10 @@ def spooled_from_json(text: str) -> Spooled:
     if "version" not in document:  # version 1: the fields themselves
         return Spooled(document)
     version = document["version"]
-    if version not in (2, FORMAT_VERSION) or not isinstance(document.get("fields"), dict):
+    if version not in (2, FORMAT_VERSION):
         raise ValueError(f"unknown spool format {version!r}")
+    if not isinstance(document.get("fields"), dict):
+        raise ValueError("it holds no fields object")
     key_prefix, expires_at = document.get("key_prefix"), document.get("expires_at")
     if version == FORMAT_VERSION and not (
         isinstance(key_prefix, str) and key_prefix and type(expires_at) is int

@@ -45,6 +45,15 @@ UNDELIVERABLE = {
     "JPEG unreadable": lambda jpeg, fields: (jpeg.unlink(), jpeg.mkdir()),
     "JPEG empty": lambda jpeg, fields: jpeg.write_bytes(b""),
     "JPEG missing": lambda jpeg, fields: jpeg.unlink(),
+    "version 3 without fields": lambda jpeg, fields: fields.write_text(
+        '{"version": 3, "key_prefix": "image", "expires_at": 1700003600}'
+    ),
+    "version 3 without its expiry": lambda jpeg, fields: fields.write_text(
+        '{"version": 3, "key_prefix": "image", "fields": {"timestamp": 1, "mime_type": "x"}}'
+    ),
+    "version 3 with an empty key prefix": lambda jpeg, fields: fields.write_text(
+        '{"version": 3, "key_prefix": "", "expires_at": 1700003600, "fields": {}}'
+    ),
     "JPEG a FIFO": lambda jpeg, fields: replaced(jpeg, os.mkfifo),
     "fields a FIFO": lambda jpeg, fields: replaced(fields, os.mkfifo),
     "JPEG a link to /dev/zero": lambda jpeg, fields: replaced(
@@ -75,6 +84,13 @@ REASONS = {
     "JPEG unreadable": "its JPEG cannot be read (Is a directory)",
     "JPEG empty": "its JPEG is empty",
     "JPEG missing": "its JPEG is missing",
+    "version 3 without fields": "its fields are unreadable (it holds no fields object)",
+    "version 3 without its expiry": (
+        "its fields are unreadable (its key_prefix or expires_at is missing)"
+    ),
+    "version 3 with an empty key prefix": (
+        "its fields are unreadable (its key_prefix or expires_at is missing)"
+    ),
     "JPEG a FIFO": "its JPEG cannot be read (not a regular file)",
     "fields a FIFO": "its fields cannot be read (not a regular file)",
     "JPEG a link to /dev/zero": "its JPEG cannot be read (a symbolic link)",

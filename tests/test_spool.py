@@ -118,3 +118,11 @@ def test_spooled_files_take_the_umask_and_are_not_executable(spool):
     [entry] = spool.entries()
     for path in (entry.jpeg_path, entry.fields_path):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_state_counts_the_entries_set_aside(spool):
+    keeping.keep(spool, shot(1700000000))
+    keeping.keep(spool, shot(1700000001))
+    spool.set_aside(spool.entries()[0], "damaged")
+
+    assert spool.state() == "1 shot, 1 kB waiting; 1 set aside (*.json.unreadable)"
