@@ -111,3 +111,11 @@ def test_status_help_names_the_options(shoot):
 
     assert "--status" in help_text
     assert "--stale SECONDS" in help_text
+
+
+def test_status_prefix_under_image_exits_78_in_one_line(shoot, redis_db):
+    result = shoot("--status", STATUS_PREFIX="image:status", IMAGE_KEY_PREFIX="garden")
+
+    assert result.returncode == 78
+    assert result.stderr.startswith("snap: error: STATUS_PREFIX='image:status' is invalid: ")
+    assert result.stderr.count("\n") == 1
