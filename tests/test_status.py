@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from snapcam import status, store
 from snapcam.guard import Guard
@@ -72,3 +73,18 @@ def test_status_state_on_disk_unreadable_starts_afresh(make_config, tmp_path):
 
     assert path.name == ".status-garden%2Fpi"
     assert status.read_state(path) == status.STATE_FIELDS
+
+
+@pytest.mark.parametrize("name", ["front door", "shed\tnorth", 'the "barn"', "дом сад"])
+def test_acl_hint_for_any_camera_name_is_a_rule_redis_accepts(make_config, redis_db, name):
+    config = make_config(CAMERA_NAME=name)
+    hint = store.permission_hint("No permissions to access a key", config)
+    rules = hint.partition("ACL SETUSER default ")[2].split()  # as redis-cli splits a line
+    redis_db.execute_command("ACL", "SETUSER", "hinted", "reset", "on", "nopass", "+hset", *rules)
+    try:
+        hinted = redis.Redis(port=redis_db.connection_pool.connection_kwargs["port"])
+        hinted.execute_command("AUTH", "hinted", "any")
+
+        assert hinted.hset(store.status_key(config), "last_run", 1) == 1
+    finally:
+        redis_db.execute_command("ACL", "DELUSER", "hinted")
