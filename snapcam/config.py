@@ -27,6 +27,9 @@ IMAGE_EXPIRY_MAX = 10**15
 # The longest wait the platform takes: a socket wait is handed to poll() as a C int of
 # milliseconds, which wraps past 2**31 - 1 ms; timers and locks overflow later.
 TIMEOUT_MAX = 2_147_483
+# What a front end lists as shots (SCAN MATCH image:*, an index ON HASH PREFIX 1 image:),
+# whatever this Pi's own IMAGE_KEY_PREFIX.
+SHOTS_LISTED = "image"
 
 SECONDS = f"a number of seconds greater than 0, at most {TIMEOUT_MAX}"
 SECONDS_OR_ZERO = f"a number of seconds from 0 to {TIMEOUT_MAX}"
@@ -283,7 +286,8 @@ def read_env_file(env, env_file: Path | None) -> None:
 
 def check_status_prefix(env, values: dict[str, Any]) -> None:
     """Set and empty turns the status off; otherwise its keys must lie outside the shots'
-    first prefix segment (image:*), which front ends list and index."""
+    first prefix segment and outside image:*, which front ends list and index whatever this
+    Pi's IMAGE_KEY_PREFIX (another Pi's shots may be there)."""
     if env.str("STATUS_PREFIX", None) == "":
         values["status_prefix"] = ""
         return
@@ -293,6 +297,11 @@ def check_status_prefix(env, values: dict[str, Any]) -> None:
         raise ConfigError(
             f"STATUS_PREFIX={status!r} is invalid: it overlaps the shots' keys "
             f"({shots}:<seconds>, listed by front ends as {top}:*); use e.g. snap:camera"
+        )
+    if f"{status}:".startswith(f"{SHOTS_LISTED}:"):
+        raise ConfigError(
+            f"STATUS_PREFIX={status!r} is invalid: front ends list {SHOTS_LISTED}:* as shots, "
+            "whatever IMAGE_KEY_PREFIX; use e.g. snap:camera"
         )
 
 

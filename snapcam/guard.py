@@ -55,6 +55,7 @@ class Guard:
         self.unsaved: Spooled | None = None
         self.kept = ""
         self.stored = False  # Redis has this run's shot: the deadline no longer fails the run
+        self.stored_as = ("", 0)  # its key and timestamp
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
         self.saving_until = 0.0
@@ -71,11 +72,12 @@ class Guard:
         with self.lock:
             self.unsaved = shot
 
-    def release(self) -> None:
-        """Redis has the shot."""
+    def release(self, key: str = "", timestamp: int = 0) -> None:
+        """Redis has the shot, under `key`."""
         with self.lock:
             self.unsaved = None
             self.stored = True
+            self.stored_as = (key, timestamp)
 
     def keep_unsaved(self) -> str:
         """Spool the shot held, once, whoever gets here first; say where it is."""
@@ -121,6 +123,8 @@ class Guard:
         message = reason or f"run timed out after {seconds:g} s while {step.name}"
         if not exit_code and self.stored:  # cut short after the shot was stored
             log.warning("%s; the shot was stored", message)
+            if self.on_expire is not None:
+                self.on_expire(message, os.EX_OK)
             self.exit(os.EX_OK)
         exit_code = exit_code or step.exit_code
         try:

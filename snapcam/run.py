@@ -95,7 +95,7 @@ def store_shot(config: Config, guard: Guard, connecting: store.Connecting, field
         key = store.store(client, config, fields, config.image_expiry)
     except SnapError as error:
         raise error.reworded(f"not stored: {error}") from error
-    guard.release()
+    guard.release(key, fields["timestamp"])
     return client, key
 
 

@@ -11,22 +11,30 @@ snap:camera:<hostname>, whose keys lie outside the shots' so that no front end l
   spooled, version, host     shots waiting in the spool, snap's version, the hostname
 
 The state is kept on disk first, so that the next run that reaches Redis reports a run that
-could not: SPOOL_DIR/.status-<CAMERA_NAME, percent-encoded> holds the JSON object
-{"version": 1, "fields": {...}} with every field above but the last three, replaced whole by
-each run (temporary file, rename: the last run to write wins). One HSET then copies all the
-fields into the hash. That write is best effort: bounded by STATUS_SECONDS and the run's own
-deadline, left out when Redis has just failed to take the run's shot or the run was stopped
-(a stop signal, the watchdog), its failure a warning line at most (a debug line when Redis
-is unreachable), never the run's failure.
+could not: SPOOL_DIR/.status-<CAMERA_NAME percent-encoded, dots too, cut at 48>-<16 hex
+digits of its SHA-256> (no spool name, whatever the camera's name) holds the JSON object
+{"version": 1, "camera": <CAMERA_NAME>, "fields": {...}} with every field above but the last
+three, replaced whole by each run (temporary file, fsync, rename, fsync of the directory;
+the temporary file removed if the write fails). The hash is then written in one
+WATCH/HGETALL/MULTI/HSET/EXEC: the run's change applied to the state on disk merged with
+the hash, each group of fields taken from whichever is newer, so that neither a lost state
+file nor another spool's old one rewinds the status (a user refused HGETALL writes what the
+run knows). It is all best effort: bounded by STATUS_SECONDS and the run's own deadline (the
+kernel's last-resort alarm, for the watchdog's report), Redis left out when it has just
+failed to take the run's shot or the run was stopped (a stop signal, the watchdog, which
+records a shot Redis has as stored), its failure a warning line at most (a debug line when
+Redis is unreachable), never the run's failure.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -37,6 +45,7 @@ from urllib.parse import quote
 from . import __version__, store
 from .errors import Interrupted, SnapError, describe
 from .masking import mask_text
+from .spool import STATUS_FILE_PREFIX, read_regular
 
 if TYPE_CHECKING:
     from .config import Config
@@ -47,8 +56,12 @@ log = logging.getLogger("snap")
 
 STATE_VERSION = 1
 STATUS_SECONDS = 1.0  # at most this long for the status write, on top of the run
-DEADLINE_MARGIN = 0.2  # seconds kept free before RUN_TIMEOUT
+DEADLINE_MARGIN = 0.2  # seconds kept free before RUN_TIMEOUT, or before the last-resort alarm
 ERROR_MAX_CHARS = 400
+STATE_NAME_CHARS = 48  # of the camera's name, percent-encoded, in the state file's name
+STATE_MAX_BYTES = 100_000
+STALE_TEMPORARY_SECONDS = 3600  # a temporary state file this old was left by a killed run
+MERGE_TRIES = 3
 STATE_FIELDS = {
     "last_run": 0,
     "last_exit": 0,
@@ -60,19 +73,27 @@ STATE_FIELDS = {
     "last_error": "",
     "skipped_dark": 0,
 }
+# The fields that go together, each group dated by its first field: merging two statuses
+# takes each group from whichever is newer.
+FIELD_GROUPS = (
+    ("last_run", "last_exit"),
+    ("last_stored", "last_key"),
+    ("last_failure", "first_failure", "failures", "last_error"),
+    ("skipped_dark",),
+)
 
 
 def state_path(config: Config) -> Path:
-    return config.spool_dir / f".status-{quote(config.camera_name, safe='')}"
+    """SPOOL_DIR/.status-<name>-<hash>: the name percent-encoded (dots too) and cut short, the
+    hash of the whole name after it, so any name gives a short file name no spool name has."""
+    name = config.camera_name
+    readable = quote(name, safe="").replace(".", "%2E")[:STATE_NAME_CHARS]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return config.spool_dir / f"{STATUS_FILE_PREFIX}{readable}-{digest}"
 
 
-def read_state(path: Path) -> dict[str, Any]:
-    """The fields kept on disk; defaults for any missing or unreadable."""
-    try:
-        document = json.loads(path.read_text())
-        fields = document["fields"] if document["version"] == STATE_VERSION else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        fields = {}
+def typed(fields: Any) -> dict[str, Any]:
+    """Every state field, of its type; the default for any missing or of another type."""
     if not isinstance(fields, dict):
         fields = {}
     return {
@@ -82,12 +103,74 @@ def read_state(path: Path) -> dict[str, Any]:
     }
 
 
-def write_state(path: Path, fields: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+def read_state(path: Path) -> dict[str, Any]:
+    """The fields kept on disk; defaults for any missing or unreadable. Read only from a
+    regular file: a FIFO or a device there never blocks the run."""
     try:
-        temporary.write_text(json.dumps({"version": STATE_VERSION, "fields": fields}))
-        os.replace(temporary, path)
+        document = json.loads(read_regular(path, STATE_MAX_BYTES))
+        fields = document["fields"] if document["version"] == STATE_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        fields = {}
+    return typed(fields)
+
+
+def from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """The state fields of a status hash as Redis holds it."""
+    fields: dict[str, Any] = {}
+    for name, default in STATE_FIELDS.items():
+        text = raw.get(name.encode(), b"").decode("utf-8", "replace")
+        try:
+            fields[name] = int(text) if isinstance(default, int) else text
+        except ValueError:
+            fields[name] = default
+    return fields
+
+
+def merged(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Ours, with each group of fields that theirs holds newer taken from theirs: an old or
+    lost state never rewinds a newer one."""
+    fields = dict(ours)
+    for group in FIELD_GROUPS:
+        if theirs[group[0]] > ours[group[0]]:
+            fields.update({name: theirs[name] for name in group})
+    if fields["last_stored"] > fields["last_failure"]:  # no failure since the latest shot
+        fields["failures"] = 0
+    return fields
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    now = time.time()
+    for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.lstat().st_mtime > STALE_TEMPORARY_SECONDS:
+                leftover.unlink()
+
+
+def write_state(path: Path, camera: str, fields: dict[str, Any]) -> None:
+    """Temporary file (its name begins as the state file's: no spool name), fsync, rename,
+    fsync of the directory; a write that fails removes what it wrote."""
+    data = json.dumps({"version": STATE_VERSION, "camera": camera, "fields": fields}).encode()
+    remove_stale_temporaries(path)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except OSError as error:
+        log.debug("status not kept in %s: %s", path, error.strerror)
+        return
+    try:
+        with open(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
         log.debug("status not kept in %s: %s", path, error.strerror)
 
 
@@ -113,44 +196,83 @@ def bounded(work: Callable[[], None], seconds: float) -> Exception | None:
 
     thread = threading.Thread(target=target, name="snap-status", daemon=True)
     thread.start()
-    thread.join(seconds)
+    thread.join(max(seconds, 0))
     return outcome[0] if outcome else TimeoutError(f"no answer within {seconds:g} s")
 
 
-def write_hash(config: Config, guard: Guard, fields: dict[str, Any], client=None) -> None:
-    """Copy the fields into the status hash: one HSET, bounded, failures logged, never raised."""
+def time_left(guard: Guard, expiring: bool = False) -> float:
+    """How long the status may take: STATUS_SECONDS at most, and never past the run's deadline
+    or, once the watchdog is ending the run, past the kernel's last-resort alarm."""
+    if expiring:
+        alarm, _ = signal.getitimer(signal.ITIMER_REAL)
+        left = alarm - DEADLINE_MARGIN if alarm else STATUS_SECONDS
+    else:
+        left = guard.deadline - time.monotonic() - DEADLINE_MARGIN
+    return min(STATUS_SECONDS, left)
+
+
+def merge_into_hash(client, key: str, before, change, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write the run's change over the status in Redis merged with the one on disk, newest
+    first, in one WATCH/MULTI/EXEC; the fields written. A user refused HGETALL writes what
+    this run knows."""
+    import redis
+
+    with client.pipeline(transaction=True) as pipe:
+        for _ in range(MERGE_TRIES):
+            pipe.watch(key)
+            try:
+                fields = merged(before, from_hash(pipe.hgetall(key)))
+            except redis.ResponseError as error:
+                if "'hgetall' command" not in str(error):
+                    raise
+                pipe.reset()
+                fields = dict(before)
+                change(fields)
+                client.hset(key, mapping={**fields, **extra})
+                return fields
+            change(fields)
+            pipe.multi()
+            pipe.hset(key, mapping={**fields, **extra})
+            try:
+                pipe.execute()
+                return fields
+            except redis.WatchError:
+                pipe.reset()
+    raise TimeoutError(f"{key} changed under each of {MERGE_TRIES} writes")
+
+
+def write_hash(config: Config, guard: Guard, before, change, until=None, client=None):
+    """Merge the run's change into the status hash, by `until` (default: time_left()); the
+    fields written, or None (failures logged, never raised)."""
     import redis  # here, not in the thread: an import is no wait on the network
 
-    seconds = min(STATUS_SECONDS, guard.deadline - time.monotonic() - DEADLINE_MARGIN)
+    seconds = (until or time.monotonic() + time_left(guard)) - time.monotonic()
     key = store.status_key(config)
     if seconds <= 0:
         log.debug("status not written to %s: the run is at its RUN_TIMEOUT", key)
-        return
-    values = {
-        **fields,
-        "spooled": spooled(guard.spool),
-        "version": __version__,
-        "host": socket.gethostname(),
-    }
+        return None
+    extra = {"spooled": spooled(guard.spool), "version": __version__, "host": socket.gethostname()}
+    written: dict[str, Any] = {}
 
     def write() -> None:
         writer = client
         if writer is None:
             timeout = min(config.redis_timeout, STATUS_SECONDS)
             writer = store.redis_client(dataclasses.replace(config, redis_timeout=timeout))
-        writer.hset(key, mapping=values)
+        written.update(merge_into_hash(writer, key, before, change, extra))
 
     error = bounded(write, seconds)
     if error is None:
-        return
+        return written
     if isinstance(error, (TimeoutError, redis.ConnectionError, redis.TimeoutError)):
         log.debug("status not written to %s: %s", key, error)
-        return
+        return None
     if isinstance(error, store.redis_errors()):
         error = store.redis_failure(error, config)
     elif not isinstance(error, SnapError):
         error = describe(error)
     log.warning("status not written to %s: %s", key, error)
+    return None
 
 
 def record(
@@ -159,27 +281,33 @@ def record(
     change: Callable[[dict[str, Any]], None],
     client=None,
     reach_redis: bool = True,
+    expiring: bool = False,
 ) -> None:
-    """Apply a run's outcome to the state on disk, then to the hash. Never raises: the
-    status never changes the run (and the watchdog calls this just before it ends the run)."""
+    """Apply a run's outcome to the state on disk, then merge it into the hash, all within
+    time_left(). Never raises: the status never changes the run (and the watchdog calls this
+    just before it ends the run)."""
     if not config.status_prefix:
         return
     try:
+        until = time.monotonic() + time_left(guard, expiring)
         path = state_path(config)
-        fields = read_state(path)
+        before = read_state(path)
+        fields = dict(before)
         change(fields)
-        write_state(path, fields)
-        if reach_redis:
-            write_hash(config, guard, fields, client)
+        if bounded(lambda: write_state(path, config.camera_name, fields), until - time.monotonic()):
+            log.debug("status not kept in %s: the disk did not answer in time", path)
+        if not reach_redis:
+            return
+        written = write_hash(config, guard, before, change, until, client)
+        if written is not None and written != fields:  # Redis knew better: so does the disk
+            bounded(
+                lambda: write_state(path, config.camera_name, written), until - time.monotonic()
+            )
     except Exception as error:
         log.warning("status not recorded: %s", describe(error))
 
 
-def record_stored(
-    config: Config, guard: Guard, client, key: str, timestamp: int, code: int
-) -> None:
-    """The shot is in Redis, under `key`; `client` reached it."""
-
+def stored_change(key: str, timestamp: int, code: int) -> Callable[[dict[str, Any]], None]:
     def stored(fields: dict[str, Any]) -> None:
         fields.update(
             last_run=int(time.time()),
@@ -189,7 +317,14 @@ def record_stored(
             failures=0,
         )
 
-    record(config, guard, stored, client)
+    return stored
+
+
+def record_stored(
+    config: Config, guard: Guard, client, key: str, timestamp: int, code: int
+) -> None:
+    """The shot is in Redis, under `key`; `client` reached it."""
+    record(config, guard, stored_change(key, timestamp, code), client)
 
 
 def record_dark(config: Config, guard: Guard) -> None:
@@ -199,7 +334,12 @@ def record_dark(config: Config, guard: Guard) -> None:
 
 
 def record_failure(
-    config: Config, guard: Guard, code: int, line: str, reach_redis: bool = True
+    config: Config,
+    guard: Guard,
+    code: int,
+    line: str,
+    reach_redis: bool = True,
+    expiring: bool = False,
 ) -> None:
     line = mask_text(line, config.redis_url).replace("\n", " ")[:ERROR_MAX_CHARS]
 
@@ -215,13 +355,23 @@ def record_failure(
             last_error=line,
         )
 
-    record(config, guard, failed, reach_redis=reach_redis)
+    record(config, guard, failed, reach_redis=reach_redis, expiring=expiring)
 
 
 def watchdog_report(config: Config, guard: Guard) -> Callable[[str, int], None]:
-    """What the guard calls as its deadline ends the run: the failure kept on disk only, for
-    the next run to report."""
-    return lambda line, code: record_failure(config, guard, code, line, reach_redis=False)
+    """What the guard calls as its deadline ends the run: the run's outcome kept on disk only,
+    before the kernel's last-resort alarm, for the next run to report; a run whose shot Redis
+    has is recorded as stored."""
+
+    def report(line: str, code: int) -> None:
+        if guard.stored:
+            key, timestamp = guard.stored_as
+            change = stored_change(key, timestamp, code)
+            record(config, guard, change, reach_redis=False, expiring=True)
+        else:
+            record_failure(config, guard, code, line, reach_redis=False, expiring=True)
+
+    return report
 
 
 @contextlib.contextmanager

@@ -35,8 +35,18 @@ def status_key(config: Config) -> str:
 
 
 def acl_key_pattern(config: Config) -> str:
-    """The ACL key pattern of this camera's status key, glob characters escaped."""
-    return "~" + re.sub(r"([*?\[\]\\])", r"\\\1", status_key(config))
+    """The ACL key pattern of this camera's status key, glob characters escaped; a character
+    Redis refuses in a rule (a space, any whitespace) or that would not survive being pasted
+    into redis-cli (a quote, a control character) is matched by one ? per byte."""
+
+    def pattern_of(character: str) -> str:
+        if character in "*?[]\\":
+            return "\\" + character
+        if character.isspace() or not character.isprintable() or character in "\"'":
+            return "?" * len(character.encode("utf-8", "surrogateescape"))
+        return character
+
+    return "~" + "".join(pattern_of(character) for character in status_key(config))
 
 
 def check_url_options(url: str) -> None:

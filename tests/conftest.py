@@ -11,6 +11,7 @@ import site
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,47 @@ def silent_listener() -> socket.socket:
 def silent_redis(silent_listener) -> str:
     """The URL of a port that accepts connections and never answers."""
     return f"redis://127.0.0.1:{silent_listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def stalling_redis(redis_server):
+    """The URL of a proxy to the test Redis that passes the first transaction (the run's own
+    shot) and then forwards nothing more: Redis hangs while the backlog is delivered."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stalled = threading.Event()
+    sockets = [listener]
+
+    def pump(source, target, from_client):
+        seen = b""
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if from_client and stalled.is_set():
+                continue  # swallowed: the client waits for an answer that never comes
+            seen = seen[-16:] + data
+            target.sendall(data)
+            if from_client and b"$4\r\nEXEC\r\n" in seen:
+                stalled.set()
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", redis_server.port))
+            sockets.extend([client, upstream])
+            for args in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=pump, args=args, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+    for sock in sockets:
+        sock.close()
 
 
 @pytest.fixture

@@ -198,3 +198,8 @@ def test_a_timeout_is_taken_exactly_up_to_the_platform_limit(tmp_path, name, sec
     else:
         with pytest.raises(ConfigError, match=f"^{name}="):
             load_with(tmp_path, **{name: repr(seconds)})
+
+
+def test_status_prefix_under_image_is_refused_whatever_the_shots_prefix(make_config):
+    with pytest.raises(ConfigError, match=r"^STATUS_PREFIX='image:status' is invalid: front ends"):
+        make_config(STATUS_PREFIX="image:status", IMAGE_KEY_PREFIX="garden")

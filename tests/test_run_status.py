@@ -6,7 +6,7 @@ import json
 import socket
 import time
 
-from helpers import STATUS_FIELDS, status_of
+from helpers import STATUS_FIELDS, down_redis_url, status_of
 
 from snapcam import __version__, status
 
@@ -121,3 +121,45 @@ def test_status_write_to_a_silent_redis_is_bounded(shoot, silent_redis):
     assert result.returncode == 69
     assert result.stderr.count("\n") == 1
     assert result.seconds < 1 + status.STATUS_SECONDS + 1.5
+
+
+def test_emptied_state_file_does_not_wipe_the_status(shoot, redis_db, spool_dir):
+    stored = json.loads(shoot("--json").stdout)
+    (state,) = spool_dir.glob(".status-*")
+    state.write_bytes(b"")  # a power cut before the data reached the disk
+
+    shoot(FAKE_CAMERA_FAULTS="absent")
+
+    fields = status_of(redis_db)
+    assert (fields["last_key"], fields["last_stored"]) == (stored["key"], str(stored["timestamp"]))
+    assert (fields["last_exit"], fields["failures"]) == ("69", "1")
+
+
+def test_failed_run_with_another_spool_never_rewinds_the_status(shoot, redis_db, tmp_path):
+    hand_spool = tmp_path / "hand-spool"
+    shoot(SPOOL_DIR=str(hand_spool))
+    (state,) = hand_spool.glob(".status-*")
+    document = json.loads(state.read_text())
+    document["fields"].update(last_stored=int(time.time()) - 86400, last_key="image:old")
+    state.write_text(json.dumps(document))  # a test shot taken by hand a day ago
+    stored = json.loads(shoot("--json").stdout)
+
+    shoot(SPOOL_DIR=str(hand_spool), FAKE_CAMERA_FAULTS="absent")
+
+    fields = status_of(redis_db)
+    assert (fields["last_key"], fields["last_stored"]) == (stored["key"], str(stored["timestamp"]))
+    assert (fields["last_exit"], fields["failures"]) == ("69", "1")
+
+
+def test_run_cut_by_run_timeout_after_storing_its_shot_records_it(
+    shoot, stalling_redis, redis_db, spool_dir
+):
+    assert shoot(REDIS_URL=down_redis_url()).returncode == 75  # a backlog to deliver
+    cut = shoot("--json", REDIS_URL=stalling_redis, RUN_TIMEOUT="3", REDIS_TIMEOUT="30")
+    assert cut.returncode == 0, cut.stderr
+
+    shoot(FAKE_CAMERA_FAULTS="absent")
+
+    fields = status_of(redis_db)
+    assert fields["last_key"] == json.loads(cut.stdout)["key"]
+    assert (fields["last_exit"], fields["failures"]) == ("69", "1")

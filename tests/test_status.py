@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
 
 import pytest
+import redis
 
 from snapcam import status, store
 from snapcam.guard import Guard
@@ -22,7 +26,7 @@ def test_status_write_on_the_runs_own_client_is_bounded(make_config, guard, sile
     client = store.redis_client(config)  # the run's client, waiting up to 30 s
     started = time.monotonic()
 
-    status.write_hash(config, guard, dict(status.STATE_FIELDS), client)
+    status.write_hash(config, guard, dict(status.STATE_FIELDS), lambda fields: None, client=client)
 
     assert time.monotonic() - started < status.STATUS_SECONDS + 0.5
 
@@ -32,7 +36,7 @@ def test_status_write_keeps_clear_of_the_runs_deadline(make_config, guard, silen
     guard.deadline = time.monotonic() + status.DEADLINE_MARGIN + 0.1
     started = time.monotonic()
 
-    status.write_hash(config, guard, dict(status.STATE_FIELDS))
+    status.write_hash(config, guard, dict(status.STATE_FIELDS), lambda fields: None)
 
     assert time.monotonic() - started < 0.2
 
@@ -70,5 +74,72 @@ def test_status_state_on_disk_unreadable_starts_afresh(make_config, tmp_path):
     path.parent.mkdir()
     path.write_text("{not json")
 
-    assert path.name == ".status-garden%2Fpi"
+    assert path.name.startswith(".status-garden%2Fpi-")
     assert status.read_state(path) == status.STATE_FIELDS
+
+
+@pytest.mark.parametrize("name", ["front door", "shed\tnorth", 'the "barn"', "дом сад"])
+def test_acl_hint_for_any_camera_name_is_a_rule_redis_accepts(make_config, redis_db, name):
+    config = make_config(CAMERA_NAME=name)
+    hint = store.permission_hint("No permissions to access a key", config)
+    rules = hint.partition("ACL SETUSER default ")[2].split()  # as redis-cli splits a line
+    redis_db.execute_command("ACL", "SETUSER", "hinted", "reset", "on", "nopass", "+hset", *rules)
+    try:
+        hinted = redis.Redis(port=redis_db.connection_pool.connection_kwargs["port"])
+        hinted.execute_command("AUTH", "hinted", "any")
+
+        assert hinted.hset(store.status_key(config), "last_run", 1) == 1
+    finally:
+        redis_db.execute_command("ACL", "DELUSER", "hinted")
+
+
+@pytest.mark.parametrize("name", ["garden.partial", "1700000000-1-abcdef.json", "shed.jpg"])
+def test_state_file_name_is_no_spool_name_whatever_the_camera_name(make_config, name):
+    path = status.state_path(make_config(CAMERA_NAME=name))
+
+    assert path.name.startswith(".status-")
+    assert "." not in path.name[len(".status-") :]
+
+
+def test_failed_state_write_on_a_full_disk_leaves_no_file(make_config, guard, small_disk):
+    config = make_config(CAMERA_NAME="garden", SPOOL_DIR=str(small_disk))
+    with contextlib.suppress(OSError), open(small_disk / "ballast", "wb", buffering=0) as ballast:
+        while True:
+            ballast.write(b"x" * 4096)
+
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+
+    assert [path.name for path in small_disk.iterdir()] == ["ballast"]
+
+
+def test_camera_of_a_long_name_keeps_its_state_under_a_short_file_name(make_config, guard):
+    name = "Ж" * 100
+    config = make_config(CAMERA_NAME=name)
+    guard.spool.prepare()
+
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+
+    path = status.state_path(config)
+    assert len(path.name) < 100
+    assert status.read_state(path)["failures"] == 2
+    assert json.loads(path.read_text())["camera"] == name
+
+
+def test_state_file_and_its_directory_are_synced_before_the_rename(make_config, guard, monkeypatch):
+    config = make_config(CAMERA_NAME="garden")
+    guard.spool.prepare()
+    synced = []
+    fsync = os.fsync
+
+    def noting(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), status.state_path(config).exists()))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", noting)
+
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+
+    (file, file_renamed), (directory, _) = synced
+    assert file.endswith(".tmp") and not file_renamed
+    assert directory == str(config.spool_dir)
