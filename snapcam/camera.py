@@ -14,12 +14,13 @@ import io
 import logging
 import os
 import shutil
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from .errors import CameraError
+from .exposure import wait_for_exposure
 from .guard import Step
+from .jobs import bounded, cancel_pending, has_timeouts
 from .shot import NO_LUX, Shot, lux_reading
 
 if TYPE_CHECKING:
@@ -43,13 +44,6 @@ NO_CAMERA_HINT = (
 HUNG_NEXT_STEP = f"check the ribbon cable and run: {HELLO} --list-cameras"
 MEMORY_HINT = "set IMAGE_WIDTH and IMAGE_HEIGHT lower or raise cma in config.txt"
 BUSY_RETRY_SECONDS = 3.0
-# Exposure counts as settled once ExposureTime and AnalogueGain (and Lux) have not changed,
-# within these fractions, over this many frames in a row.
-STABLE_FRAMES = 5
-STABLE_TOLERANCE = {"ExposureTime": 0.02, "AnalogueGain": 0.02, "Lux": 0.05}
-# A camera that reports no exposure at all (USB): users report 10 to 25 frames before the
-# picture is right.
-UNREPORTED_SETTLE_FRAMES = 25
 # Frames read after an autofocus scan is cancelled, waiting for the lens to stop.
 LENS_STOP_FRAMES = 10
 
@@ -141,7 +135,7 @@ def is_out_of_memory(error: BaseException) -> bool:
     "Failed to start camera: Cannot allocate memory" for its own buffers at start()."""
     text = str(error)
     return (
-        (isinstance(error, OSError) and error.errno in (errno.ENOMEM, None))
+        (isinstance(error, OSError) and error.errno == errno.ENOMEM)
         or "Cannot allocate memory" in text
         or "Failed to allocate buffers" in text
     )
@@ -186,82 +180,6 @@ def start_camera(picam2, config: Config) -> None:
         if is_out_of_memory(error):
             raise out_of_memory(config, error) from error
         raise
-
-
-def has_timeouts(picam2) -> bool:
-    """picamera2 0.3.20 (commit ddd2ca3) made wait=<seconds> a timeout and brought
-    cancel_all_and_flush(); before it a number is taken as "wait, without limit"."""
-    return hasattr(picam2, "cancel_all_and_flush")
-
-
-def bounded(picam2, method, timeout: float):
-    """method(wait=...) that ends within timeout, with TimeoutError, on every picamera2:
-    picamera2 calls signal_function(job) when a job completes, in every version."""
-    if has_timeouts(picam2):
-        return method(wait=timeout)
-    done = threading.Event()
-    job = method(wait=False, signal_function=lambda job: done.set())
-    if not done.wait(timeout):
-        raise concurrent.futures.TimeoutError()
-    return job.get_result()
-
-
-def cancel_pending(picam2) -> None:
-    """Drop the jobs a timeout or a signal left pending: they would block any later stop().
-
-    picamera2 before 0.3.20 (Bullseye's 0.3.12) lacks cancel_all_and_flush(): its pending
-    jobs stay, and close(), which stops the event loop first, still returns.
-    """
-    if has_timeouts(picam2):
-        picam2.cancel_all_and_flush()
-
-
-def steady(frames: list[dict], key: str) -> bool:
-    values = [frame[key] for frame in frames if isinstance(frame.get(key), (int, float))]
-    if len(values) < len(frames):
-        return False
-    low, high = min(values), max(values)
-    allowed = STABLE_TOLERANCE[key] * abs(high)
-    if key == "Lux":
-        allowed = max(allowed, 1.0)  # a dark scene's Lux flickers by a unit or so
-    return high - low <= allowed
-
-
-def exposure_settled(frames: list[dict], count: int) -> bool:
-    """Converged, as the camera reports it (AeState, or AeLocked before libcamera 0.5), or
-    ExposureTime and AnalogueGain (and Lux where reported) unchanged over the last
-    STABLE_FRAMES frames: the first Bookworm libcamera never sets AeLocked (picamera2 #908),
-    and USB cameras report no state. A camera that reports no exposure at all is taken as
-    settled after UNREPORTED_SETTLE_FRAMES frames. frames: the last few; count: all so far."""
-    metadata = frames[-1]
-    if metadata.get("AeState") == 2 or metadata.get("AeLocked") is True:
-        return True
-    if not any(key in metadata for key in ("ExposureTime", "AnalogueGain")):
-        return count >= UNREPORTED_SETTLE_FRAMES
-    recent = frames[-STABLE_FRAMES:]
-    if len(recent) < STABLE_FRAMES:
-        return False
-    keys = [key for key in STABLE_TOLERANCE if key in metadata]
-    return all(steady(recent, key) for key in keys)
-
-
-def wait_for_exposure(picam2, timeout: float) -> tuple[bool, dict]:
-    """Read frames until auto-exposure has settled: whether it did in time, and the last
-    frame's metadata ({} if none came)."""
-    deadline = time.monotonic() + timeout
-    frames: list[dict] = []
-    count = 0
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            metadata = bounded(picam2, picam2.capture_metadata, remaining)
-        except concurrent.futures.TimeoutError:
-            cancel_pending(picam2)
-            return False, frames[-1] if frames else {}
-        frames = [*frames[-(STABLE_FRAMES - 1) :], metadata]
-        count += 1
-        if exposure_settled(frames, count):
-            return True, metadata
-    return False, frames[-1] if frames else {}
 
 
 def check_light(picam2, config: Config, metadata: dict) -> None:

@@ -88,7 +88,8 @@ import signal
 import tempfile
 import threading
 import time
-from concurrent.futures import CancelledError, TimeoutError
+from concurrent.futures import CancelledError as _CancelledError
+from concurrent.futures import TimeoutError as _TimeoutError
 from datetime import datetime
 from pathlib import Path
 
@@ -97,8 +98,6 @@ from libcamera import ColorSpace, Transform
 from PIL import Image, TiffImagePlugin
 
 from .job import Job
-
-__all__ = ["CancelledError", "CompletedRequest", "Picamera2", "TimeoutError"]
 
 FAULTS = {
     "absent",
@@ -133,6 +132,25 @@ FASTER_JPEG = _V >= (0, 3, 26) and "before-0.3.27" not in os.environ.get(
 ).split(",")
 DMA_HEAP = _V >= (0, 3, 13)
 NO_CAMERA_RUNTIME_ERROR = _V >= (0, 3, 37)
+# A stream's keys (picamera2.py _update_stream_config / align_stream): v0.3.12 format and
+# size; stride by v0.3.18; preserve_ar (and its defaults in each stream) since v0.3.25.
+# picamera2 names concurrent.futures' TimeoutError and CancelledError since 0.3.20 (ddd2ca3).
+if TIMEOUTS:
+    TimeoutError = _TimeoutError
+    CancelledError = _CancelledError
+    __all__ = ["CancelledError", "CompletedRequest", "Picamera2", "TimeoutError"]
+else:
+    __all__ = ["CompletedRequest", "Picamera2"]
+STREAM_KEYS = ("format", "size", "stride", "preserve_ar")[
+    : 2 if _V < (0, 3, 17) else 3 if _V < (0, 3, 25) else 4
+]
+# The libcamera each picamera2 came out with on Pi OS (release dates): 0.3.12 with Bullseye's
+# release-v0.0.5+83-bde9b04f, 0.3.19 with v0.3.0+rpt20240617, 0.3.30 with v0.5.1+rpt20250722,
+# 0.3.38 with v0.7.1+rpt20260429. Up to v0.5.0+rpt20250429, vc4.cpp allocateBuffers keeps 2
+# internal raw buffers even beside the application's raw stream while startup frames are
+# dropped (dropFrameCount_, non-zero on a first start with auto exposure); from
+# v0.5.1+rpt20250707 a raw stream in every request means none.
+STARTUP_DROPS_NEED_RAW = _V < (0, 3, 30)
 
 
 class CompletedRequest:
@@ -450,7 +468,7 @@ class Picamera2:
     def _stream(initial, updates, ignore=()):
         if updates is None:
             return None
-        valid = ("format", "size", "stride", "preserve_ar")
+        valid = STREAM_KEYS
         for key, value in updates.items():
             if key in valid:
                 initial[key] = value
@@ -516,13 +534,11 @@ class Picamera2:
         if self._usb:
             raw = None
             sensor = None
-        main = self._stream(
-            {"format": "BGR888", "size": self.sensor_resolution, "preserve_ar": True}, main
-        )
+        aspect = {"preserve_ar": True} if "preserve_ar" in STREAM_KEYS else {}
+        main = self._stream({"format": "BGR888", "size": self.sensor_resolution, **aspect}, main)
         self._make_even(main)
-        lores = self._stream(
-            {"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores
-        )
+        aspect = {"preserve_ar": False} if aspect else {}
+        lores = self._stream({"format": "YUV420", "size": main["size"], **aspect}, lores)
         self._make_even(lores)
         raw_ignore = ("bit_depth", "crop_limits", "exposure_limits", "fps", "unpacked")
         raw = self._stream({"format": self.sensor_format, "size": main["size"]}, raw, raw_ignore)
@@ -544,6 +560,8 @@ class Picamera2:
             "controls": controls,
             "sensor": sensor,
         }
+        if not JOB_TIMEOUT:  # v0.3.12 picamera2.py: no sensor configuration
+            del config["sensor"]
         if display is not None and config.get(display) is None:
             raise RuntimeError(f"Display stream {display} was not defined")
         if encode is not None and config.get(encode) is None:
@@ -634,6 +652,11 @@ class Picamera2:
         flips = config["transform"]
         config["transform"] = Transform(hflip=flips.hflip, vflip=flips.vflip)
         if self._usb:
+            # libcamera's uvcvideo pipeline sets any orientation back to Rotate0 in validate()
+            # (v0.7.1+rpt20260429 src/libcamera/pipeline/uvcvideo/uvcvideo.cpp), and picamera2
+            # copies it back into camera_config (v0.3.36 picamera2.py _update_camera_config).
+            config["transform"] = Transform()
+        if self._usb:
             # What libcamera's uvcvideo pipeline settles on: the camera's own format.
             main["format"] = self.sensor_format
         for stream in (main, config["lores"]):
@@ -708,16 +731,20 @@ class Picamera2:
         """How many raw frames libcamera allocates for itself at start() (allocateBuffers).
 
         vc4 (Pi 0-4), v0.7.1+rpt20260429 src/libcamera/pipeline/rpi/vc4/vc4.cpp with the
-        rpi_apps.yaml picamera2 selects (min_unicam_buffers 2, min_total_unicam_buffers 4,
-        raw_mandatory_stream true; the same in v0.1.0+rpt20231122): none when the application
-        has a raw stream, else max(2, 4 - 0) = 4. pisp (Pi 5), pisp/pisp.cpp: max(2, 4 - the
-        raw stream's buffers) either way. ISP outputs the application does not hold take
-        one small buffer each, left out here.
+        rpi_apps.yaml picamera2 selects (picamera2/__init__.py at v0.3.12 to v0.3.36;
+        min_unicam_buffers 2, min_total_unicam_buffers 4, raw_mandatory_stream true; the same
+        in release-v0.0.5+83-bde9b04f and v0.1.0+rpt20231122): none when the application has
+        a raw stream, else max(2, 4 - 0) = 4; with an older libcamera (STARTUP_DROPS_NEED_RAW)
+        2 beside a raw stream. pisp (Pi 5), pisp/pisp.cpp: max(2, 4 - the raw stream's
+        buffers) either way. ISP outputs the application does not hold take one small buffer
+        each, left out here.
         """
         raw = self._config.get("raw")
         raw_buffers = self._config.get("buffer_count", 1) if raw is not None else 0
         if self._pipeline() == "pisp":
             return max(2, 4 - raw_buffers)
+        if raw_buffers and STARTUP_DROPS_NEED_RAW:
+            return max(2, 2 - raw_buffers)
         return 0 if raw_buffers else max(2, 4 - raw_buffers)
 
     @staticmethod
@@ -831,7 +858,7 @@ class Picamera2:
                 deadline = time.monotonic() + wait
                 if self._next_frame_due(frames)[1] > deadline:
                     _sleep_until(deadline)
-                    raise TimeoutError()
+                    raise _TimeoutError()
             try:
                 result = work()
             except Exception as e:
@@ -924,6 +951,8 @@ class Picamera2:
             return {"SensorTimestamp": timestamp}
         settled = self._frame >= self._settled_frame and "never-settle" not in self._faults
         progress = 1.0 if settled else self._frame / self._settled_frame
+        if "never-settle" in self._faults:
+            progress = 0.5 + 0.25 * (self._frame % 3)  # exposure that goes on hunting
         exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
         gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
         metadata = {
@@ -940,7 +969,9 @@ class Picamera2:
             "ScalerCrop": (0, 0) + self.sensor_resolution,
             "FocusFoM": 1200 + 10 * self._frame,
         }
-        if "ae-locked" in self._faults:
+        if "ae-unreported" in self._faults:
+            metadata["AeLocked"] = False
+        elif "ae-locked" in self._faults:
             metadata["AeLocked"] = settled
         else:
             metadata["AeState"] = 2 if settled else 1
