@@ -362,6 +362,7 @@ class Picamera2:
 
     def _open(self, camera_num, tuning):
         self.is_open = False
+        self.camera_config = None
         self.started = False
         self._event_loop = False
         self._lock_fd = None
@@ -677,6 +678,7 @@ class Picamera2:
         self._cma_used = needed
         # picamera2 marks itself configured before it checks the controls.
         self._config = config
+        self.camera_config = config  # what libcamera settled on (_update_camera_config)
         self._controls = {}
         self._apply_controls(config.get("controls") or {})
 
