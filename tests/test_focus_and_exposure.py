@@ -58,7 +58,9 @@ def test_autofocus_past_its_timeout_is_cancelled_before_the_capture(run_snap, ca
     assert "capture_file while the lens is moving" not in events
 
 
-def test_exposure_settled_but_never_reported_is_captured_once_steady(run_snap, redis_db, camera_dir):
+def test_exposure_settled_but_never_reported_is_captured_once_steady(
+    run_snap, redis_db, camera_dir
+):
     result = run_snap(SETTLE_TIMEOUT="20", FAKE_CAMERA_FAULTS="ae-unreported")
 
     assert result.returncode == 0, result.stderr
