@@ -1,20 +1,26 @@
 """The camera, the picamera2 way: open, configure a still, start, settle, focus, capture, close.
 
-Every wait on the camera is bounded: picamera2's own wait= timeouts for each step, and the
-run's guard (its watchdog) for the steps picamera2 cannot bound, such as start().
+Every wait on the camera is bounded: picamera2's own wait= timeouts for each step (from
+0.3.20), an event its signal_function sets (before), and the run's guard (its watchdog) for
+the steps picamera2 cannot bound, such as start(). docs/hardware.md: which picamera2 and
+libcamera versions this follows, and how.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import io
 import logging
 import os
+import shutil
 import time
 from typing import TYPE_CHECKING
 
 from .errors import CameraError
+from .exposure import wait_for_exposure
 from .guard import Step
+from .jobs import bounded, cancel_pending, has_timeouts
 from .shot import NO_LUX, Shot, lux_reading
 
 if TYPE_CHECKING:
@@ -23,12 +29,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("snap")
 
+
+def hello_command() -> str:
+    """rpicam-hello, or libcamera-hello on a Pi that has only that (Bullseye)."""
+    if shutil.which("rpicam-hello") is None and shutil.which("libcamera-hello") is not None:
+        return "libcamera-hello"
+    return "rpicam-hello"
+
+
+HELLO = hello_command()
 NO_CAMERA_HINT = (
-    "check the ribbon cable, camera_auto_detect=1 in config.txt and 'rpicam-hello --list-cameras'"
+    f"check the ribbon cable, camera_auto_detect=1 in config.txt and '{HELLO} --list-cameras'"
 )
-HUNG_NEXT_STEP = "check the ribbon cable and run: rpicam-hello --list-cameras"
+HUNG_NEXT_STEP = f"check the ribbon cable and run: {HELLO} --list-cameras"
+MEMORY_HINT = "set IMAGE_WIDTH and IMAGE_HEIGHT lower or raise cma in config.txt"
 BUSY_RETRY_SECONDS = 3.0
-UNREPORTED_SETTLE_FRAMES = 5
+# Frames read after an autofocus scan is cancelled, waiting for the lens to stop.
+LENS_STOP_FRAMES = 10
 
 # The camera's steps: a run that hangs in one is the camera's failure (exit 69).
 OPENING = Step("opening the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
@@ -65,10 +82,18 @@ def detected_cameras(picamera2) -> list[dict]:
     return picamera2.Picamera2.global_camera_info()
 
 
-def is_busy(error: RuntimeError) -> bool:
-    # picamera2 raises "Camera __init__ sequence did not complete" from libcamera's
-    # "Failed to acquire camera: Device or resource busy".
-    return "busy" in f"{error} {error.__cause__}"
+def is_busy(error: BaseException) -> bool:
+    """picamera2 raises "Camera __init__ sequence did not complete" while handling libcamera's
+    "Failed to acquire camera: Device or resource busy": as its __cause__ since 0.3.35, only
+    as its __context__ before (Bullseye's 0.3.12 up to 0.3.34)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if "busy" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def open_camera(picamera2, camera_num: int):
@@ -85,7 +110,8 @@ def open_camera(picamera2, camera_num: int):
             raise CameraError(f"no camera detected; {NO_CAMERA_HINT}") from error
         except RuntimeError as error:
             if not is_busy(error):
-                cause = f" ({error.__cause__})" if error.__cause__ else ""
+                underlying = error.__cause__ or error.__context__
+                cause = f" ({underlying})" if underlying else ""
                 raise CameraError(f"camera {camera_num} failed to open: {error}{cause}") from error
             if time.monotonic() > deadline:
                 raise CameraError(
@@ -97,13 +123,32 @@ def open_camera(picamera2, camera_num: int):
 
 def main_format(picamera2) -> str:
     """YUV420 takes half the memory of BGR888, but picamera2 encodes a JPEG from it only
-    since 0.3.27, which brought CompletedRequest.FASTER_JPEG; Bullseye's is older."""
+    since 0.3.26, which brought CompletedRequest.FASTER_JPEG; Bullseye's is older."""
     if hasattr(getattr(picamera2, "CompletedRequest", None), "FASTER_JPEG"):
         return "YUV420"
     return "BGR888"
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """The camera's buffers did not fit: OSError ENOMEM from picamera2's DmaHeap (0.3.13 on),
+    "Failed to allocate buffers." from 0.3.12's FrameBufferAllocator, or libcamera's
+    "Failed to start camera: Cannot allocate memory" for its own buffers at start()."""
+    text = str(error)
+    return (
+        (isinstance(error, OSError) and error.errno == errno.ENOMEM)
+        or "Cannot allocate memory" in text
+        or "Failed to allocate buffers" in text
+    )
+
+
+def out_of_memory(config: Config, error: BaseException) -> CameraError:
+    size = "x".join(map(str, config.size)) if config.size else "full resolution"
+    return CameraError(f"not enough camera memory for {size} ({error}); {MEMORY_HINT}")
+
+
 def configure_camera(picam2, config: Config, pixel_format: str) -> None:
+    """A still with a raw stream and one buffer of each: on a Pi 0-4 libcamera then keeps no
+    raw frames of its own (4 without a raw stream); docs/hardware.md has the arithmetic."""
     from libcamera import Transform
 
     main_stream = {"format": pixel_format}
@@ -111,54 +156,30 @@ def configure_camera(picam2, config: Config, pixel_format: str) -> None:
         main_stream["size"] = config.size
     still = picam2.create_still_configuration(
         main=main_stream,
-        raw=None,
         buffer_count=1,
         transform=Transform(hflip=config.camera_hflip, vflip=config.camera_vflip),
     )
     try:
         picam2.configure(still)
-    except OSError as error:
-        raise CameraError(
-            f"not enough camera memory for {main_stream.get('size', 'full resolution')}: "
-            "set IMAGE_WIDTH and IMAGE_HEIGHT lower or raise cma in config.txt"
-        ) from error
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, OSError) or is_out_of_memory(error):
+            raise out_of_memory(config, error) from error
+        raise
     picam2.options["quality"] = config.jpeg_quality
+    flips = (getattr(picam2, "camera_config", None) or {}).get("transform")
+    wanted = (config.camera_hflip, config.camera_vflip)
+    if any(wanted) and flips is not None and (flips.hflip, flips.vflip) != wanted:
+        # libcamera's uvcvideo pipeline sets any transform back to none (uvcvideo.cpp).
+        log.warning("this camera ignores CAMERA_HFLIP and CAMERA_VFLIP; capturing unflipped")
 
 
-def cancel_pending(picam2) -> None:
-    """Drop the jobs a timeout or a signal left pending: they would block any later stop().
-
-    Bullseye's picamera2 (0.3.12) lacks cancel_all_and_flush(), and has no timeouts either.
-    """
-    cancel = getattr(picam2, "cancel_all_and_flush", None)
-    if cancel is not None:
-        cancel()
-
-
-def exposure_settled(metadata: dict, frames: int) -> bool:
-    """Converged, as the camera reports it; a camera that reports no exposure state (USB
-    cameras) is taken as settled after a few frames."""
-    if "AeState" in metadata or "AeLocked" in metadata:
-        return metadata.get("AeState") == 2 or metadata.get("AeLocked") is True
-    return frames >= UNREPORTED_SETTLE_FRAMES
-
-
-def wait_for_exposure(picam2, timeout: float) -> tuple[bool, dict]:
-    """Read frames until auto-exposure has settled: whether it did in time, and the last
-    frame's metadata ({} if none came)."""
-    deadline = time.monotonic() + timeout
-    frames = 0
-    metadata: dict = {}
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            metadata = picam2.capture_metadata(wait=remaining)
-        except concurrent.futures.TimeoutError:
-            cancel_pending(picam2)
-            return False, metadata
-        frames += 1
-        if exposure_settled(metadata, frames):
-            return True, metadata
-    return False, metadata
+def start_camera(picam2, config: Config) -> None:
+    try:
+        picam2.start(show_preview=False)
+    except RuntimeError as error:
+        if is_out_of_memory(error):
+            raise out_of_memory(config, error) from error
+        raise
 
 
 def check_light(picam2, config: Config, metadata: dict) -> None:
@@ -166,7 +187,7 @@ def check_light(picam2, config: Config, metadata: dict) -> None:
     With SETTLE_TIMEOUT=0 no frame was read yet: one is read for its lux."""
     if config.settle_timeout == 0:
         try:
-            metadata = picam2.capture_metadata(wait=config.capture_timeout)
+            metadata = bounded(picam2, picam2.capture_metadata, config.capture_timeout)
         except concurrent.futures.TimeoutError:
             cancel_pending(picam2)
             return  # the capture that follows says the camera hung
@@ -175,14 +196,38 @@ def check_light(picam2, config: Config, metadata: dict) -> None:
         raise TooDark(lux, config.min_lux)
 
 
-def autofocus(picam2, timeout: float) -> None:
+def stop_autofocus(picam2, timeout: float) -> None:
+    """Cancel a scan that outlived its timeout, so the lens stands still for the capture:
+    AfTrigger=Cancel stops it where it is (libcamera control_ids_core.yaml). Then frames are
+    read, for at most LENS_STOP_FRAMES and `timeout` s, until AfState leaves Scanning."""
+    from libcamera import controls
+
+    picam2.set_controls({"AfTrigger": controls.AfTriggerEnum.Cancel})
+    if not has_timeouts(picam2):
+        return  # the pending autofocus job itself ends once the scan has stopped
+    cancel_pending(picam2)
+    deadline = time.monotonic() + timeout
+    for _ in range(LENS_STOP_FRAMES):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            metadata = bounded(picam2, picam2.capture_metadata, remaining)
+        except concurrent.futures.TimeoutError:
+            cancel_pending(picam2)
+            return  # the capture that follows says the camera hung
+        if metadata.get("AfState") != controls.AfStateEnum.Scanning:
+            return
+
+
+def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
     if "AfMode" not in picam2.camera_controls:
         log.warning("this camera has no autofocus; capturing without it")
         return
     try:
-        focused = picam2.autofocus_cycle(wait=timeout)
+        focused = bounded(picam2, picam2.autofocus_cycle, timeout)
     except concurrent.futures.TimeoutError:
-        cancel_pending(picam2)
+        stop_autofocus(picam2, capture_timeout)
         log.warning("autofocus did not finish within %g s; capturing anyway", timeout)
         return
     if not focused:
@@ -192,13 +237,31 @@ def autofocus(picam2, timeout: float) -> None:
 def capture(picam2, timeout: float) -> Shot:
     buffer = io.BytesIO()
     try:
-        metadata = picam2.capture_file(buffer, format="jpeg", wait=timeout)
+        metadata = bounded(
+            picam2, lambda **wait: picam2.capture_file(buffer, format="jpeg", **wait), timeout
+        )
     except concurrent.futures.TimeoutError as error:
         raise CameraError(
             f"camera hung: no picture within {timeout:g} s", HUNG_NEXT_STEP
         ) from error
+    except KeyError as error:
+        # picamera2 0.3.26 and later: a stream format its JPEG encoder has no name for.
+        raise unencodable(picam2, error) from error
+    except RuntimeError as error:
+        if "not supported" not in str(error):
+            raise
+        raise unencodable(picam2, error) from error
     # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
     return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
+
+
+def unencodable(picam2, error: Exception) -> CameraError:
+    main = (getattr(picam2, "camera_config", None) or {}).get("main") or {}
+    name = main.get("format") or (error.args[0] if error.args else error)
+    return CameraError(
+        f"this camera gives {name} pictures, which picamera2 cannot encode as JPEG; "
+        "use a camera that offers MJPEG or YUV420"
+    )
 
 
 def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> Shot:
@@ -211,7 +274,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
     try:
         configure_camera(picam2, config, main_format(picamera2))
         guard.step(STARTING)
-        picam2.start(show_preview=False)
+        start_camera(picam2, config)
         metadata: dict = {}
         if config.settle_timeout > 0:
             guard.step(SETTLING)
@@ -226,7 +289,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
             check_light(picam2, config, metadata)
         if config.camera_autofocus:
             guard.step(FOCUSING)
-            autofocus(picam2, config.autofocus_timeout)
+            autofocus(picam2, config.autofocus_timeout, config.capture_timeout)
         guard.step(CAPTURING)
         shot = capture(picam2, config.capture_timeout)
         if on_capture is not None:

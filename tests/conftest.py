@@ -248,6 +248,13 @@ def snap_env(redis_server, camera_dir, spool_dir) -> dict[str, str]:
     }
 
 
+@pytest.fixture(params=["0.3.12", "0.3.19", "0.3.30", "0.3.38"])
+def every_picamera2(request, snap_env) -> tuple[int, ...]:
+    """The test runs once per picamera2 the fake models (Bullseye's to today's); the version."""
+    snap_env["FAKE_PICAMERA2_VERSION"] = request.param
+    return tuple(int(part) for part in request.param.split("."))
+
+
 @pytest.fixture
 def snap_process(snap_app, snap_env):
     """Start snap.py as a user runs it, in the background: snap_process("--json",

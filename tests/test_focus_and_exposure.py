@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import camera_events
+
+pytestmark = pytest.mark.usefixtures("every_picamera2")
 
 
 def test_autofocus_runs_one_cycle_when_enabled(run_snap, redis_db, camera_dir):
@@ -42,9 +45,36 @@ def test_hung_autofocus_is_abandoned_after_its_timeout(run_snap, redis_db, camer
 
     assert result.returncode == 0, result.stderr
     assert "autofocus did not finish within 1 s" in result.stderr
-    assert "cancel_all_and_flush" in camera_events(camera_dir)
     assert redis_db.keys("image:*")
     assert result.seconds < 10
+
+
+def test_autofocus_past_its_timeout_is_cancelled_before_the_capture(run_snap, camera_dir):
+    result = run_snap(CAMERA_AUTOFOCUS="true", AUTOFOCUS_TIMEOUT="1", FAKE_CAMERA_FAULTS="af-hang")
+
+    assert result.returncode == 0, result.stderr
+    events = camera_events(camera_dir)
+    assert events.index("autofocus cancelled") < events.index("capture_file")
+    assert "capture_file while the lens is moving" not in events
+
+
+def test_exposure_settled_but_never_reported_is_captured_once_steady(
+    run_snap, redis_db, camera_dir
+):
+    result = run_snap(SETTLE_TIMEOUT="20", FAKE_CAMERA_FAULTS="ae-unreported")
+
+    assert result.returncode == 0, result.stderr
+    assert "settle" not in result.stderr
+    assert result.seconds < 10
+    # The fake's exposure stops changing on its SETTLED_FRAME; then STABLE_FRAMES more.
+    assert camera_events(camera_dir).count("capture_metadata") >= 5
+
+
+def test_exposure_still_moving_is_never_taken_as_settled(run_snap, redis_db):
+    result = run_snap(SETTLE_TIMEOUT="2", FAKE_CAMERA_FAULTS="ae-unreported,never-settle")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("exposure did not settle within 2 s") == 1
 
 
 def test_settled_exposure_gives_no_warning(run_snap, redis_db, camera_dir):

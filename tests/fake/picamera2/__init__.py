@@ -1,24 +1,63 @@
-"""Test stand-in for picamera2 0.3.38: the same names, signatures and results, no hardware.
+"""Test stand-in for picamera2: the same names, signatures and results, no hardware.
+
+FAKE_PICAMERA2_VERSION, read once when picamera2 is imported, picks the picamera2 modelled:
+0.3.38 (default, today's Bookworm/Trixie), 0.3.30 (Bookworm 2024-25), 0.3.19 (early
+Bookworm) or 0.3.12 (Bullseye's apt package). What differs between them, with the picamera2
+source each follows (tags of github.com/raspberrypi/picamera2; 0.3.38 is only on PyPI, its
+code here is v0.3.36's unless said otherwise):
+  - the busy error's chain: Picamera2() raises "Camera __init__ sequence did not complete."
+    inside the `except` of libcamera's busy error, `from e` only since 0.3.35 (v0.3.35
+    picamera2/picamera2.py, commit 4b92786; v0.3.12, v0.3.19, v0.3.30 picamera2.py: a bare
+    raise, so the busy error is only the __context__)
+  - wait=<seconds> is a timeout and cancel_all_and_flush()/Job.cancel() exist since 0.3.20
+    (commit ddd2ca3); v0.3.12 and v0.3.19 picamera2.py dispatch_functions end in
+    `job.get_result() if wait else job`: a number is taken as "wait, without limit"
+  - Picamera2.wait(job) and Job.get_result() take a timeout since 0.3.17 (v0.3.19 job.py;
+    v0.3.12 job.py has none)
+  - JPEG straight from a YUV420 stream, and CompletedRequest.FASTER_JPEG, since 0.3.26
+    (v0.3.26 request.py; v0.3.25 make_image raises "Stream format YUV420 not supported for
+    PIL images"); since then a stream simplejpeg has no name for (YUYV) raises KeyError from
+    save()'s FORMAT_TABLE (v0.3.30, v0.3.36 request.py)
+  - buffers that do not fit: 0.3.12 allocates with libcamera.FrameBufferAllocator and raises
+    RuntimeError("Failed to allocate buffers.") in configure() (v0.3.12 picamera2.py
+    configure_); later versions allocate from /dev/dma_heap, whose ioctl raises OSError ENOMEM
+    (v0.3.19 picamera2/dma_heap.py DmaHeap.alloc)
+  - no camera: RuntimeError('No camera number 0 found ...') since 0.3.37 (0.3.38 wheel),
+    IndexError before
+  - signatures: __init__'s allocator=, wait()'s timeout=, create_still_configuration's
+    sensor= and use_case=, capture_file's exif_data= since 0.3.17; configure()'s default
+    "preview" became None by 0.3.25
 
 Environment variables, read each time the fake is used:
-  FAKE_CAMERA_MODEL   imx708 (default: Camera Module 3, autofocus), imx219 (no autofocus)
-                      or uvc (USB camera: no autofocus, no Lux, no raw stream)
+  FAKE_CAMERA_MODEL   imx708 (default: Camera Module 3, autofocus), imx219 (no autofocus),
+                      imx477 (HQ camera, no autofocus), uvc (USB camera: no autofocus, no
+                      Lux, no raw stream, MJPEG) or uvc-yuyv (a USB camera with YUYV only)
+  FAKE_CAMERA_PIPELINE  vc4 (default: Pi Zero to Pi 4) or pisp (Pi 5): which libcamera
+                      pipeline's buffer rules FAKE_CAMERA_CMA_MB applies
+  FAKE_CAMERA_CMA_MB  contiguous memory (CMA) left for the camera, in MB (default: no limit).
+                      configure() allocates the streams' buffers from it, start() the
+                      pipeline's internal raw buffers (see _internal_raw_buffers); what does
+                      not fit fails as that picamera2 version and libcamera fail
   FAKE_CAMERA_FAULTS  comma-separated:
       absent        no camera: global_camera_info() is [], Picamera2() raises RuntimeError
       absent-old    the same, but Picamera2() raises IndexError as picamera2 <= 0.3.36 does
       no-lux        metadata without Lux
       nan-metadata  Lux NaN and ColourGains (inf, NaN), as a sensor in the dark may report
-      never-settle  AeState stays 1 (searching)
+      never-settle  AeState stays 1 (searching) and exposure keeps changing
       ae-locked     old libcamera: AeLocked (False, then True) instead of AeState
+      ae-unreported the first Bookworm libcamera (v0.1.0+rpt20231116/1122): AeLocked stays
+                    False though exposure settles (fixed in v0.2.0+rpt20240215; picamera2
+                    issue #908)
       af-fail       autofocus_cycle() returns False
-      af-hang       autofocus_cycle() never completes
+      af-hang       autofocus_cycle() never completes: the lens scans until AfTrigger=Cancel
+                    or AfMode=Manual ends the scan (the cycle then returns False)
       hang-capture  capture_file() never completes
       hang-start    start() never returns
       hang-close    close() never returns (after logging "close")
       hang-hard     the steps above hang where no exception or signal handler reaches them
-      dma-fail      configure() raises OSError ENOMEM
-      before-0.3.27 an older picamera2 (Bullseye's): no CompletedRequest.FASTER_JPEG, and no
-                    JPEG from a YUV420 stream ("Stream format YUV420 not supported ...")
+      dma-fail      configure() cannot allocate: OSError ENOMEM (RuntimeError on 0.3.12)
+      before-0.3.27 an older picamera2: no CompletedRequest.FASTER_JPEG, and no JPEG from a
+                    YUV420 stream ("Stream format YUV420 not supported ..."), as before 0.3.26
   FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
@@ -49,7 +88,8 @@ import signal
 import tempfile
 import threading
 import time
-from concurrent.futures import CancelledError, TimeoutError
+from concurrent.futures import CancelledError as _CancelledError
+from concurrent.futures import TimeoutError as _TimeoutError
 from datetime import datetime
 from pathlib import Path
 
@@ -59,8 +99,6 @@ from PIL import Image, TiffImagePlugin
 
 from .job import Job
 
-__all__ = ["CancelledError", "CompletedRequest", "Picamera2", "TimeoutError"]
-
 FAULTS = {
     "absent",
     "absent-old",
@@ -68,6 +106,7 @@ FAULTS = {
     "nan-metadata",
     "never-settle",
     "ae-locked",
+    "ae-unreported",
     "af-fail",
     "af-hang",
     "hang-capture",
@@ -79,13 +118,48 @@ FAULTS = {
 }
 
 
+VERSIONS = ("0.3.12", "0.3.19", "0.3.30", "0.3.38")
+VERSION = os.environ.get("FAKE_PICAMERA2_VERSION") or VERSIONS[-1]
+if VERSION not in VERSIONS:
+    raise ValueError(f"unknown FAKE_PICAMERA2_VERSION {VERSION!r}; modelled: {list(VERSIONS)}")
+_V = tuple(int(part) for part in VERSION.split("."))
+# The behaviours above, by the first version that has each.
+TIMEOUTS = _V >= (0, 3, 20)  # wait=<seconds>, cancel_all_and_flush(), Job.cancel()
+JOB_TIMEOUT = _V >= (0, 3, 17)  # Picamera2.wait(job, timeout), Job.get_result(timeout)
+BUSY_FROM_E = _V >= (0, 3, 35)
+FASTER_JPEG = _V >= (0, 3, 26) and "before-0.3.27" not in os.environ.get(
+    "FAKE_CAMERA_FAULTS", ""
+).split(",")
+DMA_HEAP = _V >= (0, 3, 13)
+NO_CAMERA_RUNTIME_ERROR = _V >= (0, 3, 37)
+# A stream's keys (picamera2.py _update_stream_config / align_stream): v0.3.12 format and
+# size; stride by v0.3.18; preserve_ar (and its defaults in each stream) since v0.3.25.
+# picamera2 names concurrent.futures' TimeoutError and CancelledError since 0.3.20 (ddd2ca3).
+if TIMEOUTS:
+    TimeoutError = _TimeoutError
+    CancelledError = _CancelledError
+    __all__ = ["CancelledError", "CompletedRequest", "Picamera2", "TimeoutError"]
+else:
+    __all__ = ["CompletedRequest", "Picamera2"]
+STREAM_KEYS = ("format", "size", "stride", "preserve_ar")[
+    : 2 if _V < (0, 3, 17) else 3 if _V < (0, 3, 25) else 4
+]
+# The libcamera each picamera2 came out with on Pi OS (release dates): 0.3.12 with Bullseye's
+# release-v0.0.5+83-bde9b04f, 0.3.19 with v0.3.0+rpt20240617, 0.3.30 with v0.5.1+rpt20250722,
+# 0.3.38 with v0.7.1+rpt20260429. Up to v0.5.0+rpt20250429, vc4.cpp allocateBuffers keeps 2
+# internal raw buffers even beside the application's raw stream while startup frames are
+# dropped (dropFrameCount_, non-zero on a first start with auto exposure); from
+# v0.5.1+rpt20250707 a raw stream in every request means none.
+STARTUP_DROPS_NEED_RAW = _V < (0, 3, 30)
+
+
 class CompletedRequest:
-    """Only the class attribute that tells picamera2 >= 0.3.27 apart (request.py)."""
+    """Only the class attribute that tells picamera2 >= 0.3.26 apart (request.py)."""
 
     FASTER_JPEG = True  # set to False to use the older JPEG encode method
 
 
-if "before-0.3.27" in os.environ.get("FAKE_CAMERA_FAULTS", "").split(","):
+if not FASTER_JPEG:
     del CompletedRequest.FASTER_JPEG
 
 
@@ -150,6 +224,13 @@ MODELS = {
         "rotation": 180,
         "controls": _RPI_CONTROLS,
     },
+    "imx477": {
+        "resolution": (4056, 3040),
+        "sensor_format": "SRGGB12_CSI2P",
+        "id": "/base/soc/i2c0mux/i2c@{bus}/imx477@1a",
+        "rotation": 180,
+        "controls": _RPI_CONTROLS,
+    },
     "uvc": {
         "resolution": (1280, 720),
         "sensor_format": "MJPEG",
@@ -157,10 +238,26 @@ MODELS = {
         "rotation": 0,
         "controls": _UVC_CONTROLS,
     },
+    "uvc-yuyv": {
+        "resolution": (640, 480),
+        "sensor_format": "YUYV",
+        "id": "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.{bus}:1.0-046d:0825",
+        "rotation": 0,
+        "controls": _UVC_CONTROLS,
+    },
 }
+# The sensor modes a raw stream (or libcamera's own raw buffers) may take, smallest first,
+# with bits per pixel of the packed CSI-2 format (libcamera's imx708, imx219 and imx477
+# camera helpers and the kernel drivers' mode tables).
+SENSOR_MODES = {
+    "imx708": ([(1536, 864), (2304, 1296), (4608, 2592)], 10),
+    "imx219": ([(640, 480), (1640, 1232), (1920, 1080), (3280, 2464)], 10),
+    "imx477": ([(1332, 990), (2028, 1080), (2028, 1520), (4056, 3040)], 12),
+}
+MB = 1024 * 1024
 _TRANSPOSE = getattr(Image, "Transpose", Image)  # Pillow < 9.1 has no Image.Transpose
-_BYTES_PER_PIXEL = {"BGR888": 3, "RGB888": 3, "XBGR8888": 4, "XRGB8888": 4}
-_MAIN_FORMATS = {*_BYTES_PER_PIXEL, "YUV420", "YVU420", "NV12", "NV21", "MJPEG"}
+_BYTES_PER_PIXEL = {"BGR888": 3, "RGB888": 3, "XBGR8888": 4, "XRGB8888": 4, "YUYV": 2}
+_MAIN_FORMATS = {*_BYTES_PER_PIXEL, "YUV420", "YVU420", "NV12", "NV21", "MJPEG", "YUYV"}
 
 
 def _faults():
@@ -253,8 +350,19 @@ class Picamera2:
         _log_event("global_camera_info")
         return _cameras(_faults())
 
-    def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
+    if JOB_TIMEOUT:
+
+        def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
+            self._open(camera_num, tuning)
+
+    else:  # v0.3.12 picamera2.py: no allocator
+
+        def __init__(self, camera_num=0, verbose_console=None, tuning=None):
+            self._open(camera_num, tuning)
+
+    def _open(self, camera_num, tuning):
         self.is_open = False
+        self.camera_config = None
         self.started = False
         self._event_loop = False
         self._lock_fd = None
@@ -272,7 +380,9 @@ class Picamera2:
         self._fps, self._start_seconds, self._settled_frame = _timing()
         self._lux = _number("FAKE_CAMERA_LUX", LUX, float, 0.0)
         cameras = _cameras(self._faults)
-        if camera_num >= len(cameras) and "absent-old" in self._faults:
+        if camera_num >= len(cameras) and (
+            "absent-old" in self._faults or not NO_CAMERA_RUNTIME_ERROR
+        ):
             raise IndexError("list index out of range")  # what picamera2 <= 0.3.36 raises
         if camera_num >= len(cameras):
             raise RuntimeError(
@@ -308,11 +418,15 @@ class Picamera2:
         self._clock = 0.0  # frame n arrives at self._clock + n / self._fps (time.monotonic)
         self._af_state = libcamera.controls.AfStateEnum.Idle
         self._af_scan_frames = 0
+        self._af_jobs = []  # autofocus cycles scanning until cancelled (af-hang)
+        self._cma_used = 0
         self._lens_position = 1.0
         try:
             self._acquire()
         except Exception as e:
-            raise RuntimeError("Camera __init__ sequence did not complete.") from e
+            if BUSY_FROM_E:
+                raise RuntimeError("Camera __init__ sequence did not complete.") from e
+            raise RuntimeError("Camera __init__ sequence did not complete.")  # noqa: B904
         finally:
             if tuning_file is not None:
                 tuning_file.close()
@@ -355,7 +469,7 @@ class Picamera2:
     def _stream(initial, updates, ignore=()):
         if updates is None:
             return None
-        valid = ("format", "size", "stride", "preserve_ar")
+        valid = STREAM_KEYS
         for key, value in updates.items():
             if key in valid:
                 initial[key] = value
@@ -370,33 +484,62 @@ class Picamera2:
             stream["size"] = (width - width % 2, height - height % 2)
 
     # The defaults are picamera2's own, so that the signatures compare equal.
-    def create_still_configuration(
-        self,
-        main={},  # noqa: B006
-        lores=None,
-        raw={},  # noqa: B006
-        transform=Transform(),  # noqa: B008
-        colour_space=ColorSpace.Sycc(),  # noqa: B008
-        buffer_count=1,
-        controls={},  # noqa: B006
-        display=None,
-        encode=None,
-        queue=True,
-        sensor={},  # noqa: B006
-        use_case="still",
-    ):
+    if JOB_TIMEOUT:
+
+        def create_still_configuration(
+            self,
+            main={},  # noqa: B006
+            lores=None,
+            raw={},  # noqa: B006
+            transform=Transform(),  # noqa: B008
+            colour_space=ColorSpace.Sycc(),  # noqa: B008
+            buffer_count=1,
+            controls={},  # noqa: B006
+            display=None,
+            encode=None,
+            queue=True,
+            sensor={},  # noqa: B006
+            use_case="still",
+        ):
+            return self._still_configuration(
+                main, lores, raw, transform, colour_space, buffer_count, controls, display,
+                encode, queue, sensor, use_case,
+            )  # fmt: skip
+
+    else:  # v0.3.12 picamera2.py: no sensor= or use_case=
+
+        def create_still_configuration(
+            self,
+            main={},  # noqa: B006
+            lores=None,
+            raw={},  # noqa: B006
+            transform=Transform(),  # noqa: B008
+            colour_space=ColorSpace.Sycc(),  # noqa: B008
+            buffer_count=1,
+            controls={},  # noqa: B006
+            display=None,
+            encode=None,
+            queue=True,
+        ):
+            return self._still_configuration(
+                main, lores, raw, transform, colour_space, buffer_count, controls, display,
+                encode, queue, {}, "still",
+            )  # fmt: skip
+
+    def _still_configuration(
+        self, main, lores, raw, transform, colour_space, buffer_count, controls, display,
+        encode, queue, sensor, use_case,
+    ):  # fmt: skip
         if not self.is_open:
             raise RuntimeError("Camera not opened")
         if self._usb:
             raw = None
             sensor = None
-        main = self._stream(
-            {"format": "BGR888", "size": self.sensor_resolution, "preserve_ar": True}, main
-        )
+        aspect = {"preserve_ar": True} if "preserve_ar" in STREAM_KEYS else {}
+        main = self._stream({"format": "BGR888", "size": self.sensor_resolution, **aspect}, main)
         self._make_even(main)
-        lores = self._stream(
-            {"format": "YUV420", "size": main["size"], "preserve_ar": False}, lores
-        )
+        aspect = {"preserve_ar": False} if aspect else {}
+        lores = self._stream({"format": "YUV420", "size": main["size"], **aspect}, lores)
         self._make_even(lores)
         raw_ignore = ("bit_depth", "crop_limits", "exposure_limits", "fps", "unpacked")
         raw = self._stream({"format": self.sensor_format, "size": main["size"]}, raw, raw_ignore)
@@ -418,6 +561,8 @@ class Picamera2:
             "controls": controls,
             "sensor": sensor,
         }
+        if not JOB_TIMEOUT:  # v0.3.12 picamera2.py: no sensor configuration
+            del config["sensor"]
         if display is not None and config.get(display) is None:
             raise RuntimeError(f"Display stream {display} was not defined")
         if encode is not None and config.get(encode) is None:
@@ -443,11 +588,42 @@ class Picamera2:
             if name not in self._ctrl_info:
                 raise RuntimeError(f"Control {name} is not advertised by libcamera")
         self._controls.update(controls)
-        if "AfMode" in controls and controls["AfMode"] == libcamera.controls.AfModeEnum.Continuous:
-            self._af_state = libcamera.controls.AfStateEnum.Scanning
+        enums = libcamera.controls
+        if "AfMode" in controls and controls["AfMode"] == enums.AfModeEnum.Continuous:
+            self._af_state = enums.AfStateEnum.Scanning
             self._af_scan_frames = 2
+        cancel = controls.get("AfTrigger") == enums.AfTriggerEnum.Cancel or (
+            controls.get("AfMode") == enums.AfModeEnum.Manual
+        )
+        if cancel and self._af_state == enums.AfStateEnum.Scanning:
+            self._cancel_scan()
 
-    def configure(self, camera_config=None):
+    def _cancel_scan(self):
+        """AfTrigger=Cancel (or AfMode=Manual) stops a scan where the lens is, and AfState
+        goes to Idle (libcamera control_ids_core.yaml AfTrigger; src/ipa/rpi/controller/rpi/
+        af.cpp triggerScan/setMode). picamera2's autofocus_cycle job waits for AfState to
+        leave Scanning and then returns whether it is Focused (v0.3.12 ... v0.3.36
+        picamera2.py autofocus_cycle): a pending cycle ends with False."""
+        self._af_state = libcamera.controls.AfStateEnum.Idle
+        self._af_scan_frames = 0
+        _log_event("autofocus cancelled")
+        for job in self._af_jobs:
+            if job in self._jobs:
+                self._jobs.remove(job)
+                job._finish(False)
+        self._af_jobs = []
+
+    if _V >= (0, 3, 25):
+
+        def configure(self, camera_config=None):
+            self._configure(camera_config)
+
+    else:  # v0.3.12 and v0.3.19 picamera2.py
+
+        def configure(self, camera_config="preview"):
+            self._configure(camera_config)
+
+    def _configure(self, camera_config):
         _log_event("configure")
         if self.started:
             raise RuntimeError("Camera must be stopped before configuring")
@@ -477,23 +653,101 @@ class Picamera2:
         flips = config["transform"]
         config["transform"] = Transform(hflip=flips.hflip, vflip=flips.vflip)
         if self._usb:
-            main["format"] = "MJPEG"  # what libcamera's uvcvideo pipeline settles on
-        width, height = main["size"]
-        bytes_per_pixel = _BYTES_PER_PIXEL.get(main["format"])
-        if bytes_per_pixel:
-            main["stride"] = -(-width * bytes_per_pixel // 64) * 64
-            main["framesize"] = main["stride"] * height
-        else:  # planar YUV 4:2:0
-            main["stride"] = -(-width // 64) * 64
-            main["framesize"] = main["stride"] * height * 3 // 2
+            # libcamera's uvcvideo pipeline sets any orientation back to Rotate0 in validate()
+            # (v0.7.1+rpt20260429 src/libcamera/pipeline/uvcvideo/uvcvideo.cpp), and picamera2
+            # copies it back into camera_config (v0.3.36 picamera2.py _update_camera_config).
+            config["transform"] = Transform()
+        if self._usb:
+            # What libcamera's uvcvideo pipeline settles on: the camera's own format.
+            main["format"] = self.sensor_format
+        for stream in (main, config["lores"]):
+            if stream is not None:
+                self._set_stride(stream)
+        mode, bits = self._sensor_mode(main["size"])
+        if config["raw"] is not None:
+            config["raw"]["size"] = mode
+            config["raw"]["stride"], config["raw"]["framesize"] = self._raw_frame(mode, bits)
         if not self._usb:
-            config["sensor"] = {"bit_depth": 10, "output_size": self.sensor_resolution}
-        if "dma-fail" in self._faults:
-            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+            config["sensor"] = {"bit_depth": bits, "output_size": mode}
+        buffer_count = config.get("buffer_count", 1)
+        streams = [config[name] for name in ("main", "lores", "raw") if config[name] is not None]
+        needed = sum(stream["framesize"] for stream in streams) * buffer_count
+        if "dma-fail" in self._faults or needed > self._cma_budget():
+            _log_event("configure: out of memory")
+            self._allocation_failed()
+        self._cma_used = needed
         # picamera2 marks itself configured before it checks the controls.
         self._config = config
+        self.camera_config = config  # what libcamera settled on (_update_camera_config)
         self._controls = {}
         self._apply_controls(config.get("controls") or {})
+
+    @staticmethod
+    def _set_stride(stream):
+        width, height = stream["size"]
+        bytes_per_pixel = _BYTES_PER_PIXEL.get(stream["format"])
+        if bytes_per_pixel:
+            stream["stride"] = -(-width * bytes_per_pixel // 64) * 64
+            stream["framesize"] = stream["stride"] * height
+        else:  # planar YUV 4:2:0
+            stream["stride"] = -(-width // 64) * 64
+            stream["framesize"] = stream["stride"] * height * 3 // 2
+
+    def _sensor_mode(self, size):
+        """The smallest sensor mode that covers `size`, or the largest, and its bits per pixel:
+        libcamera picks the raw mode from the output size (CameraData::findBestMode in
+        pipeline/rpi/common/pipeline_base.cpp scores modes by how close they are)."""
+        modes, bits = SENSOR_MODES.get(self._properties["Model"], ([self.sensor_resolution], 8))
+        for mode in modes:
+            if mode[0] >= size[0] and mode[1] >= size[1]:
+                return mode, bits
+        return modes[-1], bits
+
+    @staticmethod
+    def _pipeline():
+        name = os.environ.get("FAKE_CAMERA_PIPELINE", "vc4")
+        if name not in ("vc4", "pisp"):
+            raise ValueError(f"unknown FAKE_CAMERA_PIPELINE {name!r}; known: ['pisp', 'vc4']")
+        return name
+
+    def _raw_frame(self, mode, bits):
+        """Stride and size of one raw frame: Unicam's packed CSI-2 lines on vc4, aligned to
+        32 bytes (vc4.cpp, unicam's bytesperline alignment); on pisp the CFE writes its
+        compressed 8 bits per pixel format (PISP_COMP1, pisp.cpp), also 32-byte aligned."""
+        width, height = mode
+        line = width if self._pipeline() == "pisp" else -(-width * bits // 8)
+        stride = -(-line // 32) * 32
+        return stride, stride * height
+
+    def _cma_budget(self):
+        text = os.environ.get("FAKE_CAMERA_CMA_MB", "")
+        return math.inf if not text else _number("FAKE_CAMERA_CMA_MB", 0.0, float, 0.0) * MB
+
+    def _allocation_failed(self):
+        if DMA_HEAP:  # v0.3.19 picamera2/dma_heap.py: DmaHeap.alloc's ioctl fails
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+        # v0.3.12 picamera2.py configure_: libcamera.FrameBufferAllocator.allocate() < 0
+        raise RuntimeError("Failed to allocate buffers.")
+
+    def _internal_raw_buffers(self):
+        """How many raw frames libcamera allocates for itself at start() (allocateBuffers).
+
+        vc4 (Pi 0-4), v0.7.1+rpt20260429 src/libcamera/pipeline/rpi/vc4/vc4.cpp with the
+        rpi_apps.yaml picamera2 selects (picamera2/__init__.py at v0.3.12 to v0.3.36;
+        min_unicam_buffers 2, min_total_unicam_buffers 4, raw_mandatory_stream true; the same
+        in release-v0.0.5+83-bde9b04f and v0.1.0+rpt20231122): none when the application has
+        a raw stream, else max(2, 4 - 0) = 4; with an older libcamera (STARTUP_DROPS_NEED_RAW)
+        2 beside a raw stream. pisp (Pi 5), pisp/pisp.cpp: max(2, 4 - the raw stream's
+        buffers) either way. ISP outputs the application does not hold take one small buffer
+        each, left out here.
+        """
+        raw = self._config.get("raw")
+        raw_buffers = self._config.get("buffer_count", 1) if raw is not None else 0
+        if self._pipeline() == "pisp":
+            return max(2, 4 - raw_buffers)
+        if raw_buffers and STARTUP_DROPS_NEED_RAW:
+            return max(2, 2 - raw_buffers)
+        return 0 if raw_buffers else max(2, 4 - raw_buffers)
 
     @staticmethod
     def _check_stream(stream, name):
@@ -527,6 +781,14 @@ class Picamera2:
             self.configure(config)
         if "hang-start" in self._faults:
             self._hang()
+        if not self.started and not self._usb:
+            mode, bits = self._sensor_mode(self._config["main"]["size"])
+            internal = self._internal_raw_buffers() * self._raw_frame(mode, bits)[1]
+            if self._cma_used + internal > self._cma_budget():
+                # v0.7.1+rpt20260429 pipeline_base.cpp start(): allocateBuffers() fails;
+                # src/py/libcamera/py_main.cpp: std::system_error(-ret, "Failed to start camera")
+                _log_event("start: out of memory")
+                raise RuntimeError("Failed to start camera: Cannot allocate memory")
         # show_preview=None starts no event loop, so no capture ever completes.
         if show_preview is not None:
             self._event_loop = True
@@ -564,19 +826,30 @@ class Picamera2:
         self.is_open = False
         self._config = {}
 
-    def cancel_all_and_flush(self):
-        _log_event("cancel_all_and_flush")
-        for job in self._jobs:
-            job.cancel()
-        self._jobs = []
+    if TIMEOUTS:
 
-    def wait(self, job, timeout=None):
-        return job.get_result(timeout=timeout)
+        def cancel_all_and_flush(self):
+            _log_event("cancel_all_and_flush")
+            for job in self._jobs:
+                job.cancel()
+            self._jobs = []
+
+    if JOB_TIMEOUT:
+
+        def wait(self, job, timeout=None):
+            return job.get_result(timeout=timeout)
+
+    else:  # v0.3.12 picamera2.py
+
+        def wait(self, job):
+            return job.get_result()
 
     def _dispatch(self, work, wait, signal_function, hangs=False, frames=1):
         """Run `work`, which takes the next `frames` frames, as picamera2 runs a job."""
         if wait is None:
             wait = signal_function is None
+        if wait is not True and wait and not TIMEOUTS:
+            wait = True  # v0.3.12/v0.3.19 dispatch_functions: any true wait waits for good
         job = Job(signal_function)
         if hangs or self._jobs or not (self.started and self._event_loop):
             if hangs and "hang-hard" in self._faults:
@@ -587,7 +860,7 @@ class Picamera2:
                 deadline = time.monotonic() + wait
                 if self._next_frame_due(frames)[1] > deadline:
                     _sleep_until(deadline)
-                    raise TimeoutError()
+                    raise _TimeoutError()
             try:
                 result = work()
             except Exception as e:
@@ -596,7 +869,9 @@ class Picamera2:
                 job._finish(result)
         if not wait:
             return job
-        return job.get_result(timeout=None if wait is True else wait)
+        if wait is True:
+            return job._result()
+        return job.get_result(timeout=wait)
 
     def capture_metadata(self, wait=None, signal_function=None):
         _log_event("capture_metadata")
@@ -624,12 +899,37 @@ class Picamera2:
             return self._af_state == states.Focused
 
         hangs = "af-hang" in self._faults
-        return self._dispatch(cycle, wait, signal_function, hangs=hangs, frames=2)
+        if hangs:
+            self._af_state = states.Scanning  # and it goes on scanning
+        result = self._dispatch(cycle, wait, signal_function, hangs=hangs, frames=2)
+        if hangs and isinstance(result, Job):
+            self._af_jobs.append(result)
+        return result
 
-    def capture_file(
-        self, file_output, name="main", format=None, wait=None, signal_function=None, exif_data=None
-    ):
+    if JOB_TIMEOUT:
+
+        def capture_file(
+            self,
+            file_output,
+            name="main",
+            format=None,
+            wait=None,
+            signal_function=None,
+            exif_data=None,
+        ):
+            return self._capture_file(file_output, name, format, wait, signal_function, exif_data)
+
+    else:  # v0.3.12 picamera2.py: no exif_data
+
+        def capture_file(
+            self, file_output, name="main", format=None, wait=None, signal_function=None
+        ):
+            return self._capture_file(file_output, name, format, wait, signal_function, None)
+
+    def _capture_file(self, file_output, name, format, wait, signal_function, exif_data):
         _log_event("capture_file")
+        if self._af_state == libcamera.controls.AfStateEnum.Scanning and not self._af_scan_frames:
+            _log_event("capture_file while the lens is moving")
 
         def capture():
             metadata = self._next_frame()
@@ -653,6 +953,8 @@ class Picamera2:
             return {"SensorTimestamp": timestamp}
         settled = self._frame >= self._settled_frame and "never-settle" not in self._faults
         progress = 1.0 if settled else self._frame / self._settled_frame
+        if "never-settle" in self._faults:
+            progress = 0.5 + 0.25 * (self._frame % 3)  # exposure that goes on hunting
         exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
         gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
         metadata = {
@@ -669,7 +971,9 @@ class Picamera2:
             "ScalerCrop": (0, 0) + self.sensor_resolution,
             "FocusFoM": 1200 + 10 * self._frame,
         }
-        if "ae-locked" in self._faults:
+        if "ae-unreported" in self._faults:
+            metadata["AeLocked"] = False
+        elif "ae-locked" in self._faults:
             metadata["AeLocked"] = settled
         else:
             metadata["AeState"] = 2 if settled else 1
@@ -700,8 +1004,14 @@ class Picamera2:
             raise RuntimeError(f"Stream {name!r} is not defined")
         if name == "raw":
             raise NotImplementedError("the fake camera does not write DNG files")
-        if stream["format"] == "YUV420" and "before-0.3.27" in self._faults:
-            raise RuntimeError("Stream format YUV420 not supported for PIL images")
+        jpeg = isinstance(format, str) and format.lower() in ("jpg", "jpeg")
+        faster_jpeg = FASTER_JPEG and "before-0.3.27" not in self._faults
+        if stream["format"] == "YUYV" and jpeg and faster_jpeg:
+            # v0.3.30 request.py save(): FORMAT_TABLE[format] for the simplejpeg path
+            raise KeyError("YUYV")
+        if stream["format"] in ("YUV420", "YUYV") and not faster_jpeg:
+            # v0.3.25 request.py make_image()
+            raise RuntimeError(f"Stream format {stream['format']} not supported for PIL images")
         if exif_data is not None:
             raise NotImplementedError("the fake camera does not merge exif_data")
         if isinstance(format, str):

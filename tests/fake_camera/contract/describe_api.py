@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import threading
 import types
 
 import picamera2
@@ -131,7 +132,10 @@ def jpeg_to_bytesio_without_format():
 def jobs_when_no_frame_arrives():
     """Not started: no frame ever arrives, in picamera2 and in the fake alike."""
     cam = camera("imx708")
-    outcomes = {"wait=0.1": outcome(lambda: cam.capture_metadata(wait=0.1))}
+    outcomes = {"wait=0.1": bounded_outcome(lambda: cam.capture_metadata(wait=0.1))}
+    if not hasattr(cam, "cancel_all_and_flush"):  # before 0.3.20 a job cannot be dropped
+        outcomes["signal_function"] = outcome(lambda: cam.capture_metadata(signal_function=print))
+        return "; ".join(f"{call} {result}" for call, result in outcomes.items())
     job = cam.capture_metadata(wait=False)
     outcomes["wait=False"] = outcome(lambda: job)
     outcomes["wait=0"] = outcome(lambda: cam.capture_metadata(wait=0))
@@ -171,12 +175,32 @@ CASES = {
 }
 
 
+# Before 0.3.20 the real side of these cases cannot be reached with the stubs (0.3.12 asks
+# libcamera.CameraManager.singleton(); request.Helpers has no _get_format_str): not compared.
+if tuple(int(p) for p in os.environ.get("FAKE_PICAMERA2_VERSION", "0.3.38").split(".")) < (
+    0,
+    3,
+    20,
+):
+    del CASES["no camera"], CASES["capture_file to BytesIO without format"]
+
+
 def normalise(value):
     if isinstance(value, dict):
         return {str(k): normalise(v) for k, v in value.items()}
     if type(value).__name__ == "Job":
         return "<Job>"
     return repr(value)
+
+
+def bounded_outcome(call, seconds=1.0):
+    """outcome(call), or that it was still waiting after `seconds` (picamera2 before 0.3.20
+    takes wait=<seconds> as "wait without limit")."""
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(outcome(call)), daemon=True)
+    waiter.start()
+    waiter.join(seconds)
+    return results[0] if results else f"still waiting after {seconds:g} s"
 
 
 def outcome(call):
