@@ -254,7 +254,7 @@ def test_status_lists_a_camera_with_a_field_name_not_utf8_as_unreadable(shoot, r
 
 def test_status_from_a_clock_ahead_is_flagged_and_exits_1(shoot, redis_db):
     shoot()
-    redis_db.hset("snap:camera:garden", "last_stored", int(time.time()) + 82800)
+    redis_db.hset("snap:camera:garden", "last_stored", int(time.time()) + 82800 + 1800)
 
     result = shoot("--status")
 
