@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 
 import pytest
@@ -143,3 +145,42 @@ def test_state_file_and_its_directory_are_synced_before_the_rename(make_config, 
     (file, file_renamed), (directory, _) = synced
     assert file.endswith(".tmp") and not file_renamed
     assert directory == str(config.spool_dir)
+
+
+@pytest.fixture
+def stalled_disk(monkeypatch):
+    """fsync that does not return until the test ends, as on a worn SD card."""
+    released = threading.Event()
+    monkeypatch.setattr(os, "fsync", lambda fd: released.wait(30))
+    yield
+    released.set()
+
+
+def test_state_write_on_a_stalled_disk_ends_within_the_status_bound(
+    make_config, guard, stalled_disk
+):
+    config = make_config(CAMERA_NAME="garden")
+    guard.spool.prepare()
+    started = time.monotonic()
+
+    status.record_failure(config, guard, 75, "not stored: Redis down", False)
+
+    assert time.monotonic() - started < status.STATUS_SECONDS + 0.5
+
+
+def test_state_write_on_a_stalled_disk_ends_before_the_last_resort_alarm(
+    make_config, guard, stalled_disk
+):
+    config = make_config(CAMERA_NAME="garden")
+    guard.spool.prepare()
+    alarms = []
+    previous = signal.signal(signal.SIGALRM, lambda number, frame: alarms.append(time.monotonic()))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, status.STATUS_SECONDS * 0.8)
+
+        status.record_failure(config, guard, 75, "run timed out", False, expiring=True)
+
+        assert alarms == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
