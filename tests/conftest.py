@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import signal
 import site
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from helpers import (
     ROOT,
     SNAP_DEFAULTS,
     ExecReplyLost,
+    Exited,
     RedisServer,
     Run,
     down_redis_url,
@@ -55,6 +57,26 @@ def clean_environment(monkeypatch, tmp_path):
     for name in [*snap_config.SETTINGS, "STATE_DIRECTORY", "XDG_STATE_HOME"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(snap_config, "default_env_file", lambda: tmp_path / "checkout.env")
+
+
+@pytest.fixture
+def guard(tmp_path, monkeypatch):
+    """A run's guard in this process, its deadline not armed: where it would end the process
+    it raises Exited; its timer and the kernel's alarm are cleared afterwards."""
+    from snapcam.guard import Guard
+    from snapcam.spool import Spool
+
+    def exit(exit_code: int) -> None:
+        raise Exited(exit_code)
+
+    handler = signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    run_guard = Guard(Spool(tmp_path / "spool", 1_000_000))
+    monkeypatch.setattr(run_guard, "exit", exit)
+    yield run_guard
+    if run_guard.timer is not None:
+        run_guard.timer.cancel()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, handler)
 
 
 @pytest.fixture

@@ -299,6 +299,14 @@ def spooled_fields(jpeg: Path) -> dict:
     return spooled_from_json(jpeg.with_suffix(".json").read_text()).fields
 
 
+class Exited(Exception):
+    """The guard ended the run with this exit code (in a test, the process goes on)."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 def shot(timestamp: int, size: int = 1000, expiry: int = 3600, key_prefix: str = "image"):
     """A shot as a run hands it to the spool: its fields, key prefix and expiry."""
     from snapcam.spool import Spooled

@@ -13,14 +13,6 @@ import pytest
 import redis
 
 from snapcam import status, store
-from snapcam.guard import Guard
-from snapcam.spool import Spool
-
-
-@pytest.fixture
-def guard(tmp_path) -> Guard:
-    """A run's guard, its deadline not armed."""
-    return Guard(Spool(tmp_path / "spool", 1_000_000))
 
 
 def test_status_write_on_the_runs_own_client_is_bounded(make_config, guard, silent_redis):
