@@ -1,4 +1,4 @@
-"""Each camera's status in Redis, so that a fleet can be watched; and --status, which reads it.
+"""Recording each camera's status in Redis, so that a fleet can be watched (watch.py reads it).
 
 Every run of a shot (not --dry-run) updates the hash STATUS_PREFIX:<CAMERA_NAME>, by default
 snap:camera:<hostname>, whose keys lie outside the shots' so that no front end lists them:
