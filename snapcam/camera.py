@@ -17,6 +17,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
+from .controls import check_ranges, controls_text, fixed_exposure, resolve
 from .errors import CameraError
 from .exposure import wait_for_exposure
 from .guard import Step
@@ -146,9 +147,21 @@ def out_of_memory(config: Config, error: BaseException) -> CameraError:
     return CameraError(f"not enough camera memory for {size} ({error}); {MEMORY_HINT}")
 
 
-def configure_camera(picam2, config: Config, pixel_format: str) -> None:
+def wanted_controls(picam2, config: Config) -> dict:
+    """CAMERA_CONTROLS as picamera2 takes them, checked against this camera's controls."""
+    if not config.camera_controls:
+        return {}
+    from libcamera import controls
+
+    return resolve(config.camera_controls, picam2.camera_controls, controls)
+
+
+def configure_camera(picam2, config: Config, pixel_format: str, controls: dict) -> None:
     """A still with a raw stream and one buffer of each: on a Pi 0-4 libcamera then keeps no
-    raw frames of its own (4 without a raw stream); docs/hardware.md has the arithmetic."""
+    raw frames of its own (4 without a raw stream); docs/hardware.md has the arithmetic.
+    The controls go in the configuration: configure() replaces any set before it, and
+    start() hands these to the camera for its first frame (picamera2.py configure_, start_).
+    Their ranges are the sensor mode's once configured: checked then, before start()."""
     from libcamera import Transform
 
     main_stream = {"format": pixel_format}
@@ -158,6 +171,7 @@ def configure_camera(picam2, config: Config, pixel_format: str) -> None:
         main=main_stream,
         buffer_count=1,
         transform=Transform(hflip=config.camera_hflip, vflip=config.camera_vflip),
+        controls=dict(controls),
     )
     try:
         picam2.configure(still)
@@ -165,6 +179,7 @@ def configure_camera(picam2, config: Config, pixel_format: str) -> None:
         if isinstance(error, OSError) or is_out_of_memory(error):
             raise out_of_memory(config, error) from error
         raise
+    check_ranges(controls, picam2.camera_controls)
     picam2.options["quality"] = config.jpeg_quality
     flips = (getattr(picam2, "camera_config", None) or {}).get("transform")
     wanted = (config.camera_hflip, config.camera_vflip)
@@ -182,10 +197,10 @@ def start_camera(picam2, config: Config) -> None:
         raise
 
 
-def check_light(picam2, config: Config, metadata: dict) -> None:
+def check_light(picam2, config: Config, metadata: dict | None) -> None:
     """TooDark when the camera's lux is below MIN_LUX; a camera without a lux reading passes.
-    With SETTLE_TIMEOUT=0 no frame was read yet: one is read for its lux."""
-    if config.settle_timeout == 0:
+    metadata None: no frame was read yet (no settling), so one is read for its lux."""
+    if metadata is None:
         try:
             metadata = bounded(picam2, picam2.capture_metadata, config.capture_timeout)
         except concurrent.futures.TimeoutError:
@@ -234,7 +249,7 @@ def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
         log.warning("autofocus failed; capturing anyway")
 
 
-def capture(picam2, timeout: float) -> Shot:
+def capture(picam2, timeout: float, controls: str = "") -> Shot:
     buffer = io.BytesIO()
     try:
         metadata = bounded(
@@ -252,7 +267,7 @@ def capture(picam2, timeout: float) -> Shot:
             raise
         raise unencodable(picam2, error) from error
     # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
-    return Shot(jpeg=buffer.getbuffer(), metadata=metadata, timestamp=int(time.time()))
+    return Shot(buffer.getbuffer(), metadata, int(time.time()), controls)
 
 
 def unencodable(picam2, error: Exception) -> CameraError:
@@ -272,11 +287,13 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
     picam2 = open_camera(picamera2, config.camera_num)
     shot = None
     try:
-        configure_camera(picam2, config, main_format(picamera2))
+        controls = wanted_controls(picam2, config)
+        configure_camera(picam2, config, main_format(picamera2), controls)
         guard.step(STARTING)
         start_camera(picam2, config)
-        metadata: dict = {}
-        if config.settle_timeout > 0:
+        metadata: dict | None = None
+        # With exposure and gain fixed by CAMERA_CONTROLS there is nothing to settle.
+        if config.settle_timeout > 0 and not fixed_exposure(config.camera_controls):
             guard.step(SETTLING)
             settled, metadata = wait_for_exposure(picam2, config.settle_timeout)
             if not settled:
@@ -291,7 +308,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
             guard.step(FOCUSING)
             autofocus(picam2, config.autofocus_timeout, config.capture_timeout)
         guard.step(CAPTURING)
-        shot = capture(picam2, config.capture_timeout)
+        shot = capture(picam2, config.capture_timeout, controls_text(controls))
         if on_capture is not None:
             on_capture(shot)
     except RuntimeError as error:
@@ -309,3 +326,21 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
                 raise
             log.warning("the camera failed to close after the shot: %s", error)
     return shot
+
+
+def check_controls(config: Config, verbose: bool) -> str:
+    """--check with CAMERA_CONTROLS: the camera opened and configured, never started, long
+    enough to check them as a run would; the controls, as they would be applied."""
+    from .locks import CameraLock
+
+    picamera2 = import_picamera2(verbose)
+    with CameraLock(config.lock_dir, config.camera_num, config.lock_timeout):
+        picam2 = open_camera(picamera2, config.camera_num)
+        try:
+            controls = wanted_controls(picam2, config)
+            configure_camera(picam2, config, main_format(picamera2), controls)
+        except RuntimeError as error:
+            raise CameraError(f"camera failed: {error}") from error
+        finally:
+            picam2.close()
+    return controls_text(controls)

@@ -215,6 +215,12 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
         if config.camera_num >= len(cameras):
             raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
         say(f"camera: ok (CAMERA_NUM {config.camera_num})")
+        if config.camera_controls:  # only then is the camera opened
+            try:
+                say(f"controls: ok ({camera.check_controls(config, verbose)})")
+            except SnapError as error:
+                say(f"controls: FAILED: {error.line()}")
+                failures.append(error.exit_code)
     except SnapError as error:
         say(f"camera: FAILED: {error.line()}")
         failures.append(error.exit_code)

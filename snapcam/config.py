@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+from .controls import check_autofocus, parse_controls
 from .errors import ConfigError, UsageError
 from .masking import mask_url, password_misplaced
 from .shot import CONTRACT_FIELDS, to_snake_case
@@ -133,6 +134,8 @@ SETTINGS = {
                 "int", "a whole number from 1 to 95", 1, maximum=95),
         Setting("CAMERA_HFLIP", False, "mirror the picture left to right", "bool", BOOLEAN),
         Setting("CAMERA_VFLIP", False, "flip the picture upside down", "bool", BOOLEAN),
+        Setting("CAMERA_CONTROLS", (), "libcamera controls, e.g. AwbMode=Daylight,LensPosition=2.0",
+                expected="controls", check=parse_controls),
         Setting("CAMERA_AUTOFOCUS", False, "run one autofocus cycle before the shot",
                 "bool", BOOLEAN),
         Setting("AUTOFOCUS_TIMEOUT", 5.0, "seconds the autofocus cycle may take",
@@ -177,6 +180,7 @@ class Config:
     jpeg_quality: int
     camera_hflip: bool
     camera_vflip: bool
+    camera_controls: tuple[tuple[str, tuple[Any, ...]], ...]
     camera_autofocus: bool
     autofocus_timeout: float
     settle_timeout: float
@@ -318,6 +322,7 @@ def load_config(env_file: Path | None) -> Config:
             f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
         )
     check_status_prefix(env, values)
+    check_autofocus(values["camera_controls"], values["camera_autofocus"])
     values["camera_name"] = values["camera_name"] or socket.gethostname()
     values["lock_dir"] = Path(values["lock_dir"])
     values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())

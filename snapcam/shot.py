@@ -16,6 +16,8 @@ NO_LUX = -1
 SHOT_ID = "shot_id"
 # Fields of the data contract; CAMERA_METADATA may not shadow them.
 CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
+# The CAMERA_CONTROLS in force, stored with a shot taken with some.
+CONTROLS_FIELD = "controls"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Shot:
     jpeg: memoryview
     metadata: dict
     timestamp: int
+    controls: str = ""  # the controls in force, as CAMERA_CONTROLS spells them
 
 
 def new_shot_id() -> str:
@@ -64,6 +67,8 @@ def shot_fields(shot: Shot, camera_name: str, metadata_names: tuple[str, ...]) -
     for name in metadata_names:
         if name in shot.metadata:
             fields[to_snake_case(name)] = flat_value(shot.metadata[name])
+    if shot.controls:
+        fields[CONTROLS_FIELD] = shot.controls
     return fields
 
 

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import io
+import json
 import os
 import signal
 import subprocess
@@ -868,3 +869,77 @@ def test_af_enums_compare_equal_to_metadata_ints(fake):
     controls = fake.libcamera.controls
     assert (controls.AfModeEnum.Continuous, controls.AfStateEnum.Failed) == (2, 3)
     assert controls.AfTriggerEnum.Start == 0
+
+
+# Controls: a Camera Module 3's, reaching the frames
+
+
+def test_enum_controls_are_ints_named_as_the_bindings_name_them(fake):
+    enums = fake.libcamera.controls
+
+    assert enums.AwbModeEnum.Daylight == 5
+    assert enums.AeExposureModeEnum.Long == 2
+    assert enums.AeMeteringModeEnum.Spot == 1
+    assert enums.draft.NoiseReductionModeEnum.HighQuality == 2
+
+
+def test_control_ranges_become_the_sensor_modes_once_configured(fake):
+    cam = fake.Picamera2()
+    before = cam.camera_controls["ExposureTime"]
+    cam.configure(cam.create_still_configuration())
+
+    assert before == (1, 66666, 20000)
+    assert cam.camera_controls["ExposureTime"] == (26, 220416802, 20000)
+    assert cam.camera_controls["FrameDurationLimits"][:2] == (69669, 220535845)
+
+
+def test_older_libcamera_has_no_exposure_time_mode(fake, monkeypatch):
+    monkeypatch.setattr(fake.picamera2, "_V", (0, 3, 19))
+    controls = fake.Picamera2().camera_controls
+
+    assert "ExposureTimeMode" not in controls
+    assert "AeEnable" in controls
+
+
+def test_controls_in_the_configuration_reach_the_first_frame(fake):
+    controls = {"ExposureTime": 10000, "AnalogueGain": 2.0, "ColourGains": (1.8, 1.6)}
+    metadata = started(fake, controls=controls).capture_metadata(wait=1)
+
+    assert (metadata["ExposureTime"], metadata["AnalogueGain"]) == (10000, 2.0)
+    assert metadata["ColourGains"] == (1.8, 1.6)
+
+
+def test_lens_position_moves_the_lens_in_manual_focus(fake):
+    metadata = started(fake, controls={"LensPosition": 2.0}).capture_metadata(wait=1)
+
+    assert metadata["LensPosition"] == 2.0
+
+
+def test_lens_position_is_ignored_in_auto_focus(fake):
+    auto = fake.libcamera.controls.AfModeEnum.Auto
+    cam = started(fake, controls={"AfMode": auto, "LensPosition": 2.0})
+
+    assert cam.capture_metadata(wait=1)["LensPosition"] == 1.0
+
+
+def test_a_long_exposure_lengthens_the_frame(fake):
+    cam = started(fake, controls={"ExposureTime": 300000})
+    first, second = (cam.capture_metadata(wait=2) for _ in range(2))
+
+    assert first["FrameDuration"] == 300000
+    assert second["SensorTimestamp"] - first["SensorTimestamp"] == pytest.approx(3e8, abs=1e3)
+
+
+def test_frame_duration_limits_cut_a_longer_exposure(fake):
+    limits = {"ExposureTime": 300000, "FrameDurationLimits": (100000, 200000)}
+    metadata = started(fake, controls=limits).capture_metadata(wait=2)
+
+    assert (metadata["ExposureTime"], metadata["FrameDuration"]) == (200000, 200000)
+
+
+def test_start_records_the_controls_the_first_frame_gets(fake):
+    started(fake, controls={"AwbMode": fake.libcamera.controls.AwbModeEnum.Daylight})
+
+    started_with = json.loads((fake.dir / "started-with.json").read_text())
+    assert started_with["AwbMode"] == 5
+    assert started_with["FrameDurationLimits"] == [100, 1000000000]

@@ -145,19 +145,38 @@ _COLOUR_SPACES = {
     "Rec2020": (_P.Rec2020, _T.Rec709, _Y.Rec2020, _R.Limited),
 }
 
+# The enum controls, as the bindings name them: <Control>Enum, each value's name without the
+# prefix all of them share (src/py/libcamera/gen-py-controls.py), values from
+# src/libcamera/control_ids_core.yaml, control_ids_draft.yaml and control_ids_rpi.yaml
+# (libcamera v0.7.1+rpt20260429). Members are ints: they compare equal to metadata's ints.
+_ENUMS = {
+    "AeState": ("Idle", "Searching", "Converged"),
+    "AeMeteringMode": ("CentreWeighted", "Spot", "Matrix", "Custom"),
+    "AeConstraintMode": ("Normal", "Highlight", "Shadows", "Custom"),
+    "AeExposureMode": ("Normal", "Short", "Long", "Custom"),
+    "ExposureTimeMode": ("Auto", "Manual"),
+    "AnalogueGainMode": ("Auto", "Manual"),
+    "AeFlickerMode": ("Off", "Manual", "Auto"),
+    "AwbMode": (
+        "Auto", "Incandescent", "Tungsten", "Fluorescent", "Indoor", "Daylight", "Cloudy", "Custom",
+    ),
+    "AfMode": ("Manual", "Auto", "Continuous"),
+    "AfRange": ("Normal", "Macro", "Full"),
+    "AfSpeed": ("Normal", "Fast"),
+    "AfMetering": ("Auto", "Windows"),
+    "AfTrigger": ("Start", "Cancel"),
+    "AfPause": ("Immediate", "Deferred", "Resume"),
+    "AfState": ("Idle", "Scanning", "Focused", "Failed"),
+    "AfPauseState": ("Running", "Pausing", "Paused"),
+    "HdrMode": ("Off", "MultiExposureUnmerged", "MultiExposure", "SingleExposure", "Night"),
+}  # fmt: skip
+
 controls = types.ModuleType("libcamera.controls")
-controls.AeStateEnum = enum.IntEnum("AeStateEnum", {"Idle": 0, "Searching": 1, "Converged": 2})
-controls.AfModeEnum = enum.IntEnum("AfModeEnum", {"Manual": 0, "Auto": 1, "Continuous": 2})
-controls.AfStateEnum = enum.IntEnum(
-    "AfStateEnum", {"Idle": 0, "Scanning": 1, "Focused": 2, "Failed": 3}
-)
-controls.AfTriggerEnum = enum.IntEnum("AfTriggerEnum", {"Start": 0, "Cancel": 1})
-controls.AfRangeEnum = enum.IntEnum("AfRangeEnum", {"Normal": 0, "Macro": 1, "Full": 2})
-controls.AfSpeedEnum = enum.IntEnum("AfSpeedEnum", {"Normal": 0, "Fast": 1})
-controls.AfPauseStateEnum = enum.IntEnum(
-    "AfPauseStateEnum", {"Running": 0, "Pausing": 1, "Paused": 2}
-)
+for _name, _values in _ENUMS.items():
+    setattr(controls, f"{_name}Enum", enum.IntEnum(f"{_name}Enum", list(_values), start=0))
 controls.draft = types.ModuleType("libcamera.controls.draft")
 controls.draft.NoiseReductionModeEnum = enum.IntEnum(
     "NoiseReductionModeEnum", {"Off": 0, "Fast": 1, "HighQuality": 2, "Minimal": 3, "ZSL": 4}
 )
+controls.rpi = types.ModuleType("libcamera.controls.rpi")
+controls.rpi.SyncModeEnum = enum.IntEnum("SyncModeEnum", {"Off": 0, "Server": 1, "Client": 2})

@@ -58,7 +58,8 @@ Environment variables, read each time the fake is used:
       dma-fail      configure() cannot allocate: OSError ENOMEM (RuntimeError on 0.3.12)
       before-0.3.27 an older picamera2: no CompletedRequest.FASTER_JPEG, and no JPEG from a
                     YUV420 stream ("Stream format YUV420 not supported ..."), as before 0.3.26
-  FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close) and events.log
+  FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close), events.log and
+                      started-with.json (the controls the last start() gave the camera)
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
   FAKE_CAMERA_LUX     the scene's brightness: each frame's Lux is this plus 0, 0.5 or 1
@@ -168,39 +169,81 @@ START_SECONDS = 0.0  # how long start() takes, unless FAKE_CAMERA_START_SECONDS 
 SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start(), by default
 LUX = 400.0  # the scene's Lux, unless FAKE_CAMERA_LUX says otherwise
 
+# What camera_controls holds: each control's (min, max, default), as picamera2 converts
+# libcamera's ControlInfo (v0.3.12 ... v0.3.36 picamera2.py camera_controls). An enum's
+# ControlInfo has its first and last values as min and max, and its first as the default
+# unless one is given (src/libcamera/controls.cpp, ControlInfo(Span)). The Raspberry Pi IPA's
+# controls before configure() (ipaControls, ipaColourControls, ipaAfControls in
+# src/ipa/rpi/common/ipa_base.cpp, libcamera v0.7.1+rpt20260429); LensPosition's range is the
+# imx708 tuning's lens limits, as a Camera Module 3 reports it.
 _RPI_CONTROLS = {
     "AeConstraintMode": (0, 3, 0),
-    "AeEnable": (False, True, None),
+    "AeEnable": (False, True, True),
     "AeExposureMode": (0, 3, 0),
     "AeFlickerMode": (0, 1, 0),
     "AeFlickerPeriod": (100, 1000000, None),
     "AeMeteringMode": (0, 3, 0),
-    "AnalogueGain": (1.0, 16.0, None),
+    "AnalogueGain": (1.0, 16.0, 1.0),
     "AnalogueGainMode": (0, 1, 0),
-    "AwbEnable": (False, True, None),
-    "AwbMode": (0, 7, 0),
     "Brightness": (-1.0, 1.0, 0.0),
-    "ColourGains": (0.0, 32.0, None),
-    "ColourTemperature": (100, 100000, None),
+    "CnnEnableInputTensor": (False, True, False),
     "Contrast": (0.0, 32.0, 1.0),
     "ExposureTime": (1, 66666, 20000),
     "ExposureTimeMode": (0, 1, 0),
     "ExposureValue": (-8.0, 8.0, 0.0),
-    "FrameDurationLimits": (33333, 120000, None),
+    "FrameDurationLimits": (33333, 250000000, (33333, 33333)),
+    "HdrMode": (0, 4, 0),
     "NoiseReductionMode": (0, 4, 0),
-    "Saturation": (0.0, 32.0, 1.0),
     "Sharpness": (0.0, 16.0, 1.0),
     "StatsOutputEnable": (False, True, False),
+    "SyncFrames": (100, 100000, 1000),
+    "SyncMode": (0, 2, 0),
+    # ipaColourControls
+    "AwbEnable": (False, True, None),
+    "AwbMode": (0, 7, 0),
+    "ColourCorrectionMatrix": (0.0, 8.0, None),
+    "ColourGains": (0.0, 32.0, None),
+    "ColourTemperature": (100, 100000, None),
+    "Saturation": (0.0, 32.0, 1.0),
 }
 _AF_CONTROLS = {
+    "AfMetering": (0, 1, 0),
     "AfMode": (0, 2, 0),
+    "AfPause": (0, 2, 0),
     "AfRange": (0, 2, 0),
     "AfSpeed": (0, 1, 0),
-    "AfMetering": (0, 1, 0),
     "AfTrigger": (0, 1, 0),
-    "AfPause": (0, 2, 0),
+    "AfWindows": ((0, 0, 0, 0), (65535, 65535, 65535, 65535), [(0, 0, 0, 0)]),
     "LensPosition": (0.0, 15.0, 1.0),
 }
+# Controls the libcamera each picamera2 came with lacks (see STARTUP_DROPS_NEED_RAW below for
+# which): ipa_base.cpp at release-v0.0.5+83-bde9b04f (0.3.12), v0.3.0+rpt20240617 (0.3.19),
+# v0.5.1+rpt20250722 (0.3.30).
+_NOT_YET = {
+    (0, 3, 12): {
+        "AeFlickerMode", "AeFlickerPeriod", "HdrMode", "StatsOutputEnable",
+        "ExposureTimeMode", "AnalogueGainMode", "SyncMode", "SyncFrames",
+        "CnnEnableInputTensor", "ColourTemperature", "ColourCorrectionMatrix",
+    },
+    (0, 3, 19): {
+        "ExposureTimeMode", "AnalogueGainMode", "SyncMode", "SyncFrames",
+        "CnnEnableInputTensor", "ColourTemperature", "ColourCorrectionMatrix",
+    },
+    (0, 3, 30): {"ColourCorrectionMatrix"},
+}  # fmt: skip
+# After configure() the IPA gives the sensor mode's own limits (ipa_base.cpp configure(): from
+# the mode's frame lengths, the sensor's gain and exposure lines, and the imx708 helper's long
+# exposure shift, cam_helper_imx708.cpp), and picamera2 reads camera_controls afresh
+# (picamera2.py configure_). imx708's, as a Camera Module 3 reports them: ExposureTime from
+# each mode's exposure_limits, the shortest frame from its fps; the longest frame is the full
+# mode's reported 220535845 us, the smaller modes' taken as their longest exposure plus the
+# same margin.
+_IMX708_MODE_LIMITS = {
+    (1536, 864): (9, 77208145, 8324),
+    (2304, 1296): (13, 112015096, 17847),
+    (4608, 2592): (26, 220416802, 69669),
+}
+_FRAME_MARGIN_US = 220535845 - 220416802
 _UVC_CONTROLS = {
     "Brightness": (-1.0, 1.0, 0.0),
     "Contrast": (0.0, 2.0, 1.0),
@@ -216,6 +259,7 @@ MODELS = {
         "id": "/base/soc/i2c0mux/i2c@{bus}/imx708@1a",
         "rotation": 180,
         "controls": {**_RPI_CONTROLS, **_AF_CONTROLS},
+        "mode_limits": _IMX708_MODE_LIMITS,
     },
     "imx219": {
         "resolution": (3280, 2464),
@@ -324,6 +368,15 @@ def _hang_forever():
     threading.Event().wait()
 
 
+def _write_started_with(controls):
+    """FAKE_CAMERA_DIR/started-with.json: the controls start() gave the camera, enums as
+    their numbers (each start replaces it)."""
+    directory = os.environ.get("FAKE_CAMERA_DIR")
+    if directory:
+        with open(os.path.join(directory, "started-with.json"), "w") as file:
+            json.dump(controls, file, default=int)
+
+
 def _cameras(faults):
     if faults & {"absent", "absent-old"}:
         return []
@@ -394,7 +447,12 @@ class Picamera2:
         self._id = info["Id"]
         model = MODELS[info["Model"]]
         self._usb = "/usb" in self._id
-        self._ctrl_info = dict(model["controls"])
+        self._ctrl_info = {
+            name: limits
+            for name, limits in model["controls"].items()
+            if self._usb or name not in _NOT_YET.get(_V, ())
+        }
+        self._mode_limits = model.get("mode_limits", {})
         width, height = model["resolution"]
         if "ScalerCrop" not in self._ctrl_info and not self._usb:
             full = (0, 0, width, height)
@@ -597,6 +655,11 @@ class Picamera2:
         )
         if cancel and self._af_state == enums.AfStateEnum.Scanning:
             self._cancel_scan()
+        # LensPosition is ignored unless AfMode is Manual, the default (control_ids_core.yaml
+        # LensPosition, libcamera v0.7.1+rpt20260429).
+        manual = self._controls.get("AfMode", enums.AfModeEnum.Manual) == enums.AfModeEnum.Manual
+        if "LensPosition" in controls and manual:
+            self._lens_position = float(controls["LensPosition"])
 
     def _cancel_scan(self):
         """AfTrigger=Cancel (or AfMode=Manual) stops a scan where the lens is, and AfState
@@ -669,6 +732,12 @@ class Picamera2:
             config["raw"]["stride"], config["raw"]["framesize"] = self._raw_frame(mode, bits)
         if not self._usb:
             config["sensor"] = {"bit_depth": bits, "output_size": mode}
+        if mode in self._mode_limits:
+            shortest_exposure, longest_exposure, shortest_frame = self._mode_limits[mode]
+            self._ctrl_info["ExposureTime"] = (shortest_exposure, longest_exposure, 20000)
+            self._ctrl_info["AnalogueGain"] = (1.1228070259094238, 16.0, 1.0)
+            frame = (shortest_frame, longest_exposure + _FRAME_MARGIN_US, (33333, 33333))
+            self._ctrl_info["FrameDurationLimits"] = frame
         buffer_count = config.get("buffer_count", 1)
         streams = [config[name] for name in ("main", "lores", "raw") if config[name] is not None]
         needed = sum(stream["framesize"] for stream in streams) * buffer_count
@@ -793,6 +862,9 @@ class Picamera2:
         if show_preview is not None:
             self._event_loop = True
         if not self.started:
+            # picamera2 hands the controls it holds to camera.start(), so that the first frame
+            # has them (v0.3.12, v0.3.36 picamera2.py start_).
+            _write_started_with(self._controls)
             ready = time.monotonic() + self._start_seconds
             _sleep_until(ready)
             self.started = True
@@ -938,11 +1010,33 @@ class Picamera2:
 
         return self._dispatch(capture, wait, signal_function, hangs="hang-capture" in self._faults)
 
+    def _exposure_us(self):
+        """The ExposureTime set, cut to the longest frame FrameDurationLimits allows; None
+        while auto exposure chooses."""
+        exposure = self._controls.get("ExposureTime")
+        limits = self._controls.get("FrameDurationLimits")
+        if exposure and limits:
+            exposure = min(exposure, limits[1])
+        return exposure or None
+
+    def _frame_seconds(self):
+        """One frame's length: the frame rate's, made longer by FrameDurationLimits' minimum or
+        by an exposure that does not fit in it. The IPA lengthens the frame to hold the
+        exposure, within FrameDurationLimits (ipa_base.cpp applyFrameDurations and
+        cam_helper.cpp CamHelper::getBlanking, libcamera v0.7.1+rpt20260429)."""
+        seconds = 1 / self._fps
+        limits = self._controls.get("FrameDurationLimits")
+        if limits:
+            seconds = max(seconds, limits[0] / 1e6)
+        exposure = self._exposure_us()
+        return max(seconds, exposure / 1e6) if exposure else seconds
+
     def _next_frame_due(self, ahead=1):
         """The number and the time.monotonic() time of the `ahead`-th frame still to come."""
-        arrived = math.floor((time.monotonic() - self._clock) * self._fps)
+        period = self._frame_seconds()
+        arrived = math.floor((time.monotonic() - self._clock) / period)
         number = max(self._frame, arrived) + ahead
-        return number, self._clock + number / self._fps
+        return number, self._clock + number * period
 
     def _next_frame(self):
         number, due = self._next_frame_due()
@@ -955,18 +1049,20 @@ class Picamera2:
         progress = 1.0 if settled else self._frame / self._settled_frame
         if "never-settle" in self._faults:
             progress = 0.5 + 0.25 * (self._frame % 3)  # exposure that goes on hunting
-        exposure = self._controls.get("ExposureTime") or int(20000 * (0.4 + 0.6 * progress))
+        # What was set reaches the frames; auto exposure and white balance choose the rest.
+        exposure = self._exposure_us() or int(20000 * (0.4 + 0.6 * progress))
         gain = self._controls.get("AnalogueGain") or round(1.0 + progress, 4)
+        colour_gains = tuple(self._controls.get("ColourGains") or (2.05, 1.72))
         metadata = {
             "Lux": self._lux + 0.5 * (self._frame % 3),
             "ExposureTime": int(exposure),
             "AnalogueGain": float(gain),
             "DigitalGain": 1.0034,
             "ColourTemperature": 5200,
-            "ColourGains": (2.05, 1.72),
+            "ColourGains": tuple(float(gain) for gain in colour_gains),
             "ColourCorrectionMatrix": (1.72, -0.53, -0.19, -0.38, 1.66, -0.28, 0.02, -0.61, 1.59),
             "SensorBlackLevels": (4096, 4096, 4096, 4096),
-            "FrameDuration": round(1e6 / self._fps),
+            "FrameDuration": round(1e6 * self._frame_seconds()),
             "SensorTimestamp": timestamp,
             "ScalerCrop": (0, 0) + self.sensor_resolution,
             "FocusFoM": 1200 + 10 * self._frame,
