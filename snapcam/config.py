@@ -7,10 +7,13 @@ naming it. Importing this module loads neither redis nor picamera2.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import socket
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -19,6 +22,8 @@ from urllib.parse import parse_qsl, urlsplit
 from .errors import ConfigError, UsageError
 from .masking import mask_url, password_misplaced
 from .shot import CONTRACT_FIELDS, to_snake_case
+
+log = logging.getLogger("snap")
 
 # Redis refuses an EXPIRE whose moment in milliseconds overflows 64 bits (2**63 ms is about
 # 9.2e15 s from 1970); inside MULTI the HSET lands all the same, leaving a key that never
@@ -268,17 +273,92 @@ def check_env_file(path: Path) -> None:
         ) from None
 
 
-def read_env_file(env, env_file: Path | None) -> None:
+def read_env_file(env_file: Path | None) -> dict[str, str]:
+    """The .env file, then camera N's own .env.cameraN beside it (N: CAMERA_NUM), whose values
+    win over the shared file's; the environment wins over both. snap is their only reader:
+    the timer's units pass neither to systemd, so --check reads them as every run does. Only
+    snap's settings are taken from them; any other name is left out, with a warning when it
+    looks like a misspelt setting."""
     if env_file is not None and not os.path.lexists(env_file):
         raise UsageError(f"--env-file: no such file: {env_file}")
     path = env_file or default_env_file()
-    if not os.path.lexists(path):
-        return
-    check_env_file(path)
+    files = [path] if os.path.lexists(path) else []
+    for file in files:
+        check_env_file(file)
+    values = {file: env_file_values(file) for file in files}
+    camera = camera_env_file(path, values.get(path, {}).get("CAMERA_NUM"))
+    if os.path.lexists(camera):
+        check_env_file(camera)
+        values[camera] = env_file_values(camera)
+        files.insert(0, camera)
+    settings: dict[str, str] = {}
+    for file in files:
+        for name, value in values[file].items():
+            if name in SETTINGS and value is not None:
+                settings.setdefault(name, value)
+        warn_unknown_names(file, values[file])
+    return settings
+
+
+@contextlib.contextmanager
+def in_environment(settings: dict[str, str]) -> Iterator[None]:
+    """The settings of the env files in os.environ, where environs reads them, while they
+    are read; a real environment variable wins. Nothing else of the files gets there."""
+    added = [name for name in settings if name not in os.environ]
+    for name in added:
+        value = settings[name]
+        check_text(name, value, mask_url(value) if name == "REDIS_URL" else value)
     try:
-        env.read_env(str(path), recurse=False, override=False)
+        os.environ.update({name: settings[name] for name in added})
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def env_file_values(path: Path) -> dict[str, str | None]:
+    """The variables an env file sets, read with python-dotenv's rules: a # comment may
+    follow a value, export is allowed, ${NAME} is replaced outside single quotes."""
+    from dotenv import dotenv_values
+
+    try:
+        return dict(dotenv_values(path))
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read {path}: {error}") from None
+
+
+def camera_env_file(path: Path, file_camera: str | None) -> Path:
+    """PATH.cameraN, for the camera the run is for: the environment's CAMERA_NUM (a camera's
+    timer sets it), else the file's; camera 0 for a value that is not a camera number (the
+    setting's own check says so)."""
+    number = os.environ.get("CAMERA_NUM") or file_camera or "0"
+    number = str(int(number)) if re.fullmatch(r"[0-9]+", number.strip()) else "0"
+    return Path(f"{path}.camera{number}")
+
+
+# Read from the environment all the same, though no settings (see docs/configuration.md).
+OTHER_VARIABLES = (
+    "STATE_DIRECTORY",
+    "XDG_STATE_HOME",
+    "LIBCAMERA_LOG_LEVELS",
+    "SUDO_USER",
+    "JOURNAL_STREAM",
+)
+
+
+def warn_unknown_names(path: Path, names) -> None:
+    """One warning per name in an env file that is no setting but looks like one: a
+    misspelt setting would otherwise be ignored without a word."""
+    import difflib
+
+    for name in names:
+        if name in SETTINGS or name in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name.upper(), SETTINGS, n=1, cutoff=0.8)
+        if close:
+            log.warning(
+                "%s in %s is not a setting and is ignored; did you mean %s?", name, path, close[0]
+            )
 
 
 def check_status_prefix(env, values: dict[str, Any]) -> None:
@@ -301,14 +381,14 @@ def load_config(env_file: Path | None) -> Config:
     from environs import Env
 
     env = Env()
-    read_env_file(env, env_file)
-    values = {name.lower(): read_setting(env, setting) for name, setting in SETTINGS.items()}
-    if (values["image_width"] is None) != (values["image_height"] is None):
-        missing = "IMAGE_HEIGHT" if values["image_height"] is None else "IMAGE_WIDTH"
-        raise ConfigError(
-            f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
-        )
-    check_status_prefix(env, values)
+    with in_environment(read_env_file(env_file)):
+        values = {name.lower(): read_setting(env, setting) for name, setting in SETTINGS.items()}
+        if (values["image_width"] is None) != (values["image_height"] is None):
+            missing = "IMAGE_HEIGHT" if values["image_height"] is None else "IMAGE_WIDTH"
+            raise ConfigError(
+                f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
+            )
+        check_status_prefix(env, values)
     values["camera_name"] = values["camera_name"] or socket.gethostname()
     values["lock_dir"] = Path(values["lock_dir"])
     values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())
