@@ -73,10 +73,37 @@ def import_picamera2(verbose: bool):
     try:
         import picamera2
     except ImportError as error:
-        raise CameraError(
-            f"picamera2 is not installed ({error}): sudo apt install python3-picamera2"
-        ) from error
+        if error.name == "picamera2":  # the module itself, not one it imports
+            raise CameraError(
+                "picamera2 is not installed: sudo apt install python3-picamera2 (and make the "
+                ".venv with --system-site-packages, which lets it see the package)"
+            ) from error
+        raise CameraError(broken_picamera2(error)) from error
+    except Exception as error:  # e.g. numpy's "binary incompatibility" ValueError
+        raise CameraError(broken_picamera2(error)) from error
     return picamera2
+
+
+def broken_picamera2(error: Exception) -> str:
+    """picamera2 is there but fails to import: what failed, and its likely cause."""
+    import sys
+
+    missing = getattr(error, "name", None) if isinstance(error, ImportError) else None
+    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    if "numpy" in f"{missing} {error}" and sys.prefix != sys.base_prefix:
+        hint = (
+            f"a numpy installed in {sys.prefix} is likely not the one the apt build was made "
+            f"with: {sys.prefix}/bin/pip uninstall numpy, so that the system's is used"
+        )
+    elif missing:
+        hint = (
+            f"it needs {missing}, which this python cannot import: sudo apt install --reinstall "
+            "python3-picamera2 installs what it depends on (and keep the .venv made with "
+            "--system-site-packages)"
+        )
+    else:
+        hint = "sudo apt install --reinstall python3-picamera2, or run with --verbose"
+    return f"picamera2 is installed but fails to import ({reason}); {hint}"
 
 
 def detected_cameras(picamera2) -> list[dict]:

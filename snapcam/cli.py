@@ -87,13 +87,21 @@ def build_parser() -> Parser:
         help="list every camera's status; exit 1 if one stored no shot within --stale seconds",
     )
     mode.add_argument(
-        "--install-timer",
-        action="store_true",
-        help="install the units snap.service, snap.timer, snap@.service and snap@.timer "
-        "for this checkout (as root)",
+        "--redis-cli",
+        nargs=argparse.REMAINDER,
+        metavar="ARGS",
+        help="run redis-cli ARGS on the Redis snap uses (REDIS_URL from .env); the rest of "
+        "the line goes to redis-cli",
     )
     mode.add_argument(
-        "--uninstall-timer", action="store_true", help="disable and remove the timer (as root)"
+        "--install-timer",
+        action="store_true",
+        help="install snap's systemd units, the files in timers/, for this checkout (as root)",
+    )
+    mode.add_argument(
+        "--uninstall-timer",
+        action="store_true",
+        help="stop the timers and remove the units (as root)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
@@ -108,7 +116,10 @@ def build_parser() -> Parser:
     timer.add_argument("--root", type=Path, metavar="DIR", help="install below DIR [/]")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(
-        "-v", "--verbose", action="store_true", help="show camera logs, tracebacks"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each step's time, the exposure, libcamera's log and error tracebacks",
     )
     loudness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument("--version", action="version", version=f"snap {__version__}")
@@ -248,6 +259,49 @@ def take_shot(config: Config, guard: Guard, args: argparse.Namespace) -> int:
         return shot()
 
 
+class Unavailable(SnapError):
+    exit_code = os.EX_UNAVAILABLE
+
+
+def redis_cli_command(config: Config) -> tuple[list[str], str | None]:
+    """redis-cli's options for the Redis at REDIS_URL, and its password, which goes to
+    redis-cli in REDISCLI_AUTH rather than on the command line, where ps would show it."""
+    from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(config.redis_url)
+    query = dict(parse_qsl(parts.query))
+    userinfo, _, address = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    password = unquote(password) if password else query.get("password")
+    if parts.scheme == "unix":
+        command = ["redis-cli", "-s", parts.path]
+        command += ["-n", query["db"]] if query.get("db") else []
+    else:  # redis-cli would take a user alone in the URL for the password
+        command = ["redis-cli", "-u", urlunsplit(parts._replace(netloc=address, query=""))]
+        for name, option in store.REDIS_CLI_TLS_FILES.items():
+            command += [option, query[name]] if query.get(name) else []
+    user = unquote(user) or query.get("username", "")
+    command += ["--user", user] if user else []
+    if config.redis_cluster:
+        command.append("-c")
+    return command, password
+
+
+def run_redis_cli(config: Config, arguments: list[str]) -> int:
+    """Replace this process with redis-cli ARGS, on the Redis snap uses."""
+    command, password = redis_cli_command(config)
+    environment = dict(os.environ)
+    if password:
+        environment["REDISCLI_AUTH"] = password
+    flush_standard_streams()
+    try:
+        os.execvpe(command[0], [*command, *arguments], environment)
+    except OSError as error:
+        raise Unavailable(
+            f"cannot run redis-cli: {error.strerror}; sudo apt install redis-tools"
+        ) from None
+
+
 def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) -> int:
     """What the command line asks for, run; its exit code."""
     if args.install_timer or args.uninstall_timer:
@@ -262,6 +316,8 @@ def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) ->
     check_output_path(args.output)
     config = load_config(args.env_file)
     handler.addFilter(MaskingFilter(config.redis_url))
+    if args.redis_cli is not None:
+        return run_redis_cli(config, args.redis_cli)
     guard.spool = Spool(config.spool_dir, config.spool_max_bytes)
     guard.start(config.run_timeout)
     if args.check:

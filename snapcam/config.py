@@ -1,25 +1,28 @@
 """The settings: one table of every variable snap reads, and their validation.
 
-Variables come from the environment and a .env file (the environment wins), read with
-environs. Each is checked before the camera is touched; a bad one is a ConfigError
-naming it. Importing this module loads neither redis nor picamera2.
+Variables come from the environment and the .env files (the environment wins; envfile.py
+reads the files), through environs. Each is checked before the camera is touched; a bad one
+is a ConfigError naming it. Importing this module loads neither redis nor picamera2.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from .controls import check_autofocus, parse_controls
+from .envfile import check_text, in_environment, read_env_files
 from .errors import ConfigError, UsageError
 from .masking import mask_url, password_misplaced
 from .shot import CONTRACT_FIELDS, to_snake_case
+
+log = logging.getLogger("snap")
 
 # Redis refuses an EXPIRE whose moment in milliseconds overflows 64 bits (2**63 ms is about
 # 9.2e15 s from 1970); inside MULTI the HSET lands all the same, leaving a key that never
@@ -243,51 +246,6 @@ def read_setting(env, setting: Setting) -> Any:
         raise ConfigError(f"{setting.name}={shown!r} is invalid: {error}") from error
 
 
-def check_text(name: str, raw: str, shown: str) -> None:
-    """Text every later step can take: UTF-8 (the environment may hold any bytes), no NUL."""
-    try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{name}={shown!r} is invalid: not UTF-8 text") from None
-    if "\0" in raw:
-        raise ConfigError(f"{name}={shown!r} is invalid: it holds a NUL character")
-
-
-def open_nonblocking(path, flags: int) -> int:
-    return os.open(path, flags | os.O_NONBLOCK)
-
-
-def check_env_file(path: Path) -> None:
-    """A .env that is a regular file (opening a FIFO would block) of UTF-8 text."""
-    try:
-        with open(path, "rb", opener=open_nonblocking) as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise ConfigError(f"cannot read {path}: not a regular file")
-            data = file.read()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ConfigError(
-            f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line}"
-        ) from None
-
-
-def read_env_file(env, env_file: Path | None) -> None:
-    if env_file is not None and not os.path.lexists(env_file):
-        raise UsageError(f"--env-file: no such file: {env_file}")
-    path = env_file or default_env_file()
-    if not os.path.lexists(path):
-        return
-    check_env_file(path)
-    try:
-        env.read_env(str(path), recurse=False, override=False)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read {path}: {error}") from None
-
-
 def check_status_prefix(env, values: dict[str, Any]) -> None:
     """Set and empty turns the status off; otherwise its keys must lie outside the shots'
     first prefix segment and outside image:*, which front ends list and index whatever this
@@ -313,16 +271,18 @@ def load_config(env_file: Path | None) -> Config:
     """Read and validate every variable from the environment and the .env file."""
     from environs import Env
 
+    if env_file is not None and not os.path.lexists(env_file):
+        raise UsageError(f"--env-file: no such file: {env_file}")
     env = Env()
-    read_env_file(env, env_file)
-    values = {name.lower(): read_setting(env, setting) for name, setting in SETTINGS.items()}
-    if (values["image_width"] is None) != (values["image_height"] is None):
-        missing = "IMAGE_HEIGHT" if values["image_height"] is None else "IMAGE_WIDTH"
-        raise ConfigError(
-            f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
-        )
-    check_status_prefix(env, values)
-    check_autofocus(values["camera_controls"], values["camera_autofocus"])
+    with in_environment(read_env_files(env_file or default_env_file(), SETTINGS)):
+        values = {name.lower(): read_setting(env, setting) for name, setting in SETTINGS.items()}
+        if (values["image_width"] is None) != (values["image_height"] is None):
+            missing = "IMAGE_HEIGHT" if values["image_height"] is None else "IMAGE_WIDTH"
+            raise ConfigError(
+                f"{missing} is not set: set IMAGE_WIDTH and IMAGE_HEIGHT together, or neither"
+            )
+        check_status_prefix(env, values)
+        check_autofocus(values["camera_controls"], values["camera_autofocus"])
     values["camera_name"] = values["camera_name"] or socket.gethostname()
     values["lock_dir"] = Path(values["lock_dir"])
     values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())

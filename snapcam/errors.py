@@ -5,10 +5,21 @@ from __future__ import annotations
 import os
 
 EXIT_CODES = (
-    (os.EX_OK, "the shot was stored"),
-    (1, "--status: a camera stored no shot within --stale seconds, or none has a status"),
+    (
+        os.EX_OK,
+        "the shot was stored (or captured, with --dry-run, or skipped as darker than MIN_LUX)",
+    ),
+    (
+        1,
+        "--status: a camera stored no shot within --stale seconds, or its status is unreadable "
+        "or dated ahead of this clock, or no camera has a status",
+    ),
     (os.EX_USAGE, "bad command line"),
-    (os.EX_UNAVAILABLE, "camera unavailable: none detected, busy, failed or hung"),
+    (
+        os.EX_UNAVAILABLE,
+        "camera unavailable: none detected, busy, failed or hung; or picamera2, redis, "
+        "environs or redis-cli missing or failing to import",
+    ),
     (os.EX_SOFTWARE, "internal error: please report it with the --verbose output"),
     (
         os.EX_CANTCREAT,
@@ -18,7 +29,10 @@ EXIT_CODES = (
         os.EX_TEMPFAIL,
         "Redis unavailable or refused the write (shot spooled), or camera still locked",
     ),
-    (os.EX_NOPERM, "permission refused: Redis authentication or ACL, or installing not as root"),
+    (
+        os.EX_NOPERM,
+        "permission refused: Redis authentication or ACL (shot spooled), or installing not as root",
+    ),
     (os.EX_CONFIG, "invalid configuration, or a python the timer could not run snap with"),
 )
 

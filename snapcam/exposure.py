@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 
 from .jobs import bounded, cancel_pending
+
+log = logging.getLogger("snap")
 
 # Exposure counts as settled once ExposureTime and AnalogueGain (and Lux) have not changed,
 # within these fractions, over this many frames in a row.
@@ -60,5 +63,6 @@ def wait_for_exposure(picam2, timeout: float) -> tuple[bool, dict]:
         frames = [*frames[-(STABLE_FRAMES - 1) :], metadata]
         count += 1
         if exposure_settled(frames, count):
+            log.debug("exposure settled on frame %d", count)
             return True, metadata
     return False, frames[-1] if frames else {}

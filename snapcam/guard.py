@@ -52,6 +52,7 @@ class Guard:
     def __init__(self, spool: Spool | None = None):
         self.spool = spool  # set once the configuration names it
         self.current_step = STARTING_RUN
+        self.started = time.monotonic()
         self.unsaved: Spooled | None = None
         self.kept = ""
         self.stored = False  # Redis has this run's shot: the deadline no longer fails the run
@@ -65,7 +66,9 @@ class Guard:
         self.on_expire: Callable[[str, int], None] | None = None  # (message, exit code)
 
     def step(self, step: Step) -> None:
+        """Now in step; --verbose shows each with its time since the run started."""
         self.current_step = step
+        log.debug("%.2f s: %s", time.monotonic() - self.started, step.name)
 
     def hold(self, shot: Spooled) -> None:
         """The shot to spool if the run is cut short."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -34,6 +35,14 @@ WAITING = Step("waiting for another run to finish")
 WRITING_OUTPUT = Step("writing --output", os.EX_CANTCREAT)
 
 Report = Callable[[dict], None]
+# What --verbose shows of a shot's metadata: (name, label, format).
+EXPOSURE_FIELDS = (
+    ("ExposureTime", "time", lambda us: f"{us / 1000:g} ms"),
+    ("AnalogueGain", "analogue gain", "{:.2f}".format),
+    ("DigitalGain", "digital gain", "{:.2f}".format),
+    ("Lux", "lux", "{:.0f}".format),
+    ("ColourTemperature", "colour temperature", "{} K".format),
+)
 
 
 def write_output(path: Path, jpeg) -> None:
@@ -128,6 +137,16 @@ def skip_dark(config, guard, dark: camera.TooDark, dry_run, report, started: flo
     return os.EX_OK
 
 
+def exposure(metadata: dict) -> str:
+    """The picture's exposure as the camera reports it, for --verbose."""
+    parts = []
+    for name, label, show in EXPOSURE_FIELDS:
+        value = metadata.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            parts.append(f"{label} {show(value)}")
+    return "exposure: " + (", ".join(parts) or "not reported by this camera")
+
+
 def run_shot(
     config: Config,
     guard: Guard,
@@ -153,6 +172,7 @@ def run_shot(
                 shot = camera.take_shot(config, guard, verbose, on_capture=on_capture)
         except camera.TooDark as dark:
             return skip_dark(config, guard, dark, dry_run, report, started)
+        log.debug("%s", exposure(shot.metadata))
         output_error = None
         if output is not None:
             guard.step(WRITING_OUTPUT)

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,14 +28,14 @@ CHECKOUT = PACKAGE_DIR.parent
 TIMERS = CHECKOUT / "timers"
 UNIT_DIR = Path("etc/systemd/system")
 DEFAULT_EVERY = "1min"
-SANDBOX = "sandbox.conf"
+# The services' drop-ins: what both share, once (in timers/, snap@.service.d links to them).
+DROP_INS = ("service.conf", "sandbox.conf")
 UNIT_FILES = (
     "snap.service",
     "snap.timer",
     "snap@.service",
     "snap@.timer",
-    f"snap.service.d/{SANDBOX}",
-    f"snap@.service.d/{SANDBOX}",
+    *(f"{service}.d/{name}" for service in ("snap.service", "snap@.service") for name in DROP_INS),
 )
 # What the files in timers/ are written for.
 TEMPLATE_CHECKOUT = "/home/pi/snap"
@@ -129,6 +130,16 @@ def check_interval(every: str) -> str:
     if (seconds if systemd_seconds is None else systemd_seconds) < 1:
         raise UsageError(f"--every {every!r} is too short: the shortest interval is 1s")
     return every.strip()
+
+
+def check_root(root: Path) -> None:
+    """Installing on this system needs root: said first, before any other complaint."""
+    if root == Path("/") and os.geteuid() != 0:
+        command = shlex.join([sys.executable, *sys.argv])
+        raise PermissionRefused(
+            f"the units go to /{UNIT_DIR}, which only root may write: run it with sudo: "
+            f"sudo {command}"
+        )
 
 
 def service_user(user: str | None, root: Path) -> str:
@@ -300,9 +311,10 @@ def systemctl(*arguments: str) -> None:
 
 
 def install_timer(every: str | None, user: str | None, root: Path | None, quiet: bool) -> int:
-    """Write the units for this checkout below root (None: this system), running every
-    `every` as `user` (None: whoever ran sudo)."""
+    """Write the units for this checkout below root (None: this system), run every `every`
+    as `user` (None: whoever ran sudo)."""
     root = root or Path("/")
+    check_root(root)
     every = check_interval(DEFAULT_EVERY if every is None else every)
     python = service_python()
     if root == Path("/"):
@@ -320,10 +332,15 @@ def install_timer(every: str | None, user: str | None, root: Path | None, quiet:
     compile_package()
     if root == Path("/"):
         systemctl("daemon-reload")
-    if not quiet:
-        print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
+    if quiet:
+        return os.EX_OK
+    print(f"installed {', '.join(units)} in {unit_dir} (every {every}, as {user})")
+    if root == Path("/"):
         print("next: sudo systemctl enable --now snap.timer (or snap@0.timer snap@1.timer)")
         print("      after reinstalling: sudo systemctl restart snap.timer")
+    else:  # another system's tree: enabled there, started when that system boots
+        where = shlex.quote(f"--root={root}")
+        print(f"next: sudo systemctl {where} enable snap.timer (or snap@0.timer snap@1.timer)")
     return os.EX_OK
 
 
@@ -343,13 +360,16 @@ def listing(directory: Path) -> list[str]:
 
 
 def uninstall_timer(root: Path | None, quiet: bool) -> int:
+    """Remove snap's units and the links that enable its timers below root (None: this
+    system), stopping the timers on this system."""
     root = root or Path("/")
+    check_root(root)
     unit_dir = root / UNIT_DIR
     try:
         files = installed_files(unit_dir)
         for path in files:
             path.unlink()
-            if path.name == SANDBOX and not listing(path.parent):
+            if path.name in DROP_INS and not listing(path.parent):
                 path.parent.rmdir()
     except OSError as error:
         raise unit_file_error(error, "remove") from error

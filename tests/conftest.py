@@ -372,13 +372,9 @@ def checkout(tmp_path) -> Path:
 
 @pytest.fixture
 def dotenv(checkout, redis_server, camera_dir) -> Path:
-    """The checkout's .env: the test Redis and the fake camera."""
+    """The checkout's .env: the test Redis, and the camera's lock beside the fake camera's
+    events (FAKE_CAMERA_DIR, not a setting, goes in the environment: snap takes only its
+    settings from .env)."""
     path = checkout / ".env"
-    write_env(
-        path,
-        REDIS_URL=redis_server.url,
-        FAKE_CAMERA_DIR=str(camera_dir),
-        LOCK_DIR=str(camera_dir),
-        **SNAP_DEFAULTS,
-    )
+    write_env(path, REDIS_URL=redis_server.url, LOCK_DIR=str(camera_dir), **SNAP_DEFAULTS)
     return path

@@ -49,13 +49,6 @@ def test_help_lists_every_variable_and_exit_code(run_snap):
         assert re.search(rf"^  {code} ", result.stdout, re.MULTILINE), code
 
 
-def test_help_names_the_units_it_installs(run_snap):
-    help_text = " ".join(run_snap("--help").stdout.split())
-
-    for unit in ("snap.service", "snap.timer", "snap@.service", "snap@.timer"):
-        assert f"{unit}" in help_text, unit
-
-
 def test_help_lists_the_exit_codes_of_a_run_stopped_by_a_signal(run_snap):
     result = run_snap("--help")
 

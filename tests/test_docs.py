@@ -3,7 +3,6 @@ and the commands a newcomer copies, run as written."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -62,11 +61,42 @@ def test_every_relative_link_resolves_to_an_existing_file(document):
     assert broken == []
 
 
-@pytest.mark.parametrize("document", [README, *DOCS], ids=lambda path: path.name)
-def test_relative_links_carry_no_anchor(document):
-    anchored = [target for target in relative_links(document) if "#" in target]
+def heading_anchors(document: Path) -> set[str]:
+    """The anchors GitHub gives the document's headings."""
+    headings = re.findall(r"^#+ (.+)$", prose(document), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
-    assert anchored == []
+
+@pytest.mark.parametrize("document", [README, *DOCS], ids=lambda path: path.name)
+def test_every_anchor_names_a_heading_of_its_page(document):
+    missing = [
+        target
+        for target in relative_links(document)
+        if "#" in target
+        and target.partition("#")[2]
+        not in heading_anchors(document.parent / (target.partition("#")[0] or document.name))
+    ]
+
+    assert missing == []
+
+
+@pytest.mark.parametrize("document", [README, *DOCS], ids=lambda path: path.name)
+def test_a_link_named_after_a_section_carries_its_anchor(document):
+    links = re.findall(r"\[([^\]]+)\]\(([^)\s#]+\.md)\)", prose(document))
+
+    unanchored = [
+        (text, target)
+        for text, target in links
+        if re.sub(r"\s+", " ", text).lower().replace(" ", "-").replace(",", "")
+        in heading_anchors(document.parent / target) - {title_anchor(document.parent / target)}
+    ]
+
+    assert unanchored == []
+
+
+def title_anchor(document: Path) -> str:
+    title = document.read_text().splitlines()[0].lstrip("# ")
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
 def test_failures_page_lists_the_exit_codes_of_snap():
@@ -128,26 +158,6 @@ def test_readme_install_keeps_an_existing_env(tmp_path):
 
     assert result.returncode == 0
     assert (tmp_path / ".env").read_text() == "REDIS_URL=redis://redis.example.net:6379\n"
-
-
-@pytest.mark.parametrize("document", [README, ROOT / "docs" / "storage.md"], ids=lambda p: p.name)
-def test_redis_cli_examples_work_with_this_redis_cli(
-    document, run_snap, redis_server, redis_db, tmp_path
-):
-    key = json.loads(run_snap("--json").stdout)["key"]
-
-    for line in code_lines(document, "redis-cli "):
-        command = line.replace("image:1700000000", key).replace(
-            "redis-cli ", f"redis-cli -p {redis_server.port} ", 1
-        )
-        result = sh(command, tmp_path)
-        assert (result.returncode, result.stderr) == (0, ""), line
-        assert ">" in line or result.stdout.strip(), line
-        assert not result.stdout.startswith(("(error)", "ERR")), line
-        if "--scan" in line:
-            assert key in result.stdout.split()
-    if (tmp_path / "shot.jpg").exists():
-        assert (tmp_path / "shot.jpg").read_bytes()[:2] == b"\xff\xd8"
 
 
 @pytest.fixture
