@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
 import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, camera, logs, status, store, watch
+from . import __version__, camera, logs, status, store
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError, describe
 from .guard import Guard
@@ -19,6 +19,9 @@ from .masking import MaskingFilter, mask_text, mask_url
 from .run import run_shot
 from .shot import NO_LUX
 from .spool import Spool, size_text
+
+if TYPE_CHECKING:
+    import argparse
 
 log = logging.getLogger("snap")
 
@@ -49,16 +52,22 @@ def stale_seconds(text: str) -> float:
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
+        import argparse
+
         raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0: {text!r}")
     return seconds
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(os.EX_USAGE, logs.format_line(logging.ERROR, f"{message} (see --help)") + "\n")
+def build_parser() -> argparse.ArgumentParser:
+    import argparse  # only here: a command line of PLAIN_FLAGS needs no parser
 
+    from . import watch
 
-def build_parser() -> Parser:
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            line = logs.format_line(logging.ERROR, f"{message} (see --help)")
+            self.exit(os.EX_USAGE, line + "\n")
+
     variables = "\n".join(
         f"  {s.name:<18} {s.meaning}{shown_default(s.default)}" for s in SETTINGS.values()
     )
@@ -113,6 +122,44 @@ def build_parser() -> Parser:
     loudness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument("--version", action="version", version=f"snap {__version__}")
     return parser
+
+
+# Flags a timer's or cron's run may carry, read without argparse: importing it and building
+# the parser, help text and all, would cost every shot about 5 ms and 0.4 MB.
+PLAIN_FLAGS = {
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--json": "json",
+    "--dry-run": "dry_run",
+}
+# An empty command line as build_parser() parses it.
+NO_OPTIONS = {
+    "env_file": None,
+    "output": None,
+    "dry_run": False,
+    "check": False,
+    "status": False,
+    "install_timer": False,
+    "uninstall_timer": False,
+    "json": False,
+    "stale": None,
+    "every": None,
+    "user": None,
+    "root": None,
+    "verbose": False,
+    "quiet": False,
+}
+
+
+def plain_options(argv: list[str]) -> types.SimpleNamespace | None:
+    """The options of a command line of PLAIN_FLAGS alone, each once and not both -q and -v,
+    as build_parser() would parse it; None for any other, which argparse parses."""
+    names = [PLAIN_FLAGS.get(arg) for arg in argv]
+    if None in names or len(set(names)) < len(names) or {"quiet", "verbose"} <= set(names):
+        return None
+    return types.SimpleNamespace(**{**NO_OPTIONS, **dict.fromkeys(names, True)})
 
 
 def setup_logging(args: argparse.Namespace) -> logging.Handler:
@@ -261,6 +308,8 @@ def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) ->
     if args.check:
         return run_check(config, guard.spool, args.verbose)
     if args.status:
+        from . import watch  # only here and for --help
+
         return watch.show(config, args.stale, args.json)
     return take_shot(config, guard, args)
 
@@ -280,8 +329,9 @@ def failure(error: BaseException, verbose: bool) -> tuple[int, str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = plain_options(argv) or build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
         flush_standard_streams()
         return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE
