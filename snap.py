@@ -18,5 +18,6 @@ if __name__ == "__main__":
 
     ensure_dependencies()  # or hand over to the checkout's .venv, or exit 69
     from snapcam.cli import main
+    from snapcam.ending import end
 
-    sys.exit(main(sys.argv[1:]))
+    end(main(sys.argv[1:]))  # without the interpreter's teardown: snapcam/ending.py

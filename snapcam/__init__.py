@@ -13,6 +13,7 @@ only those listed before it:
   status, watch           each camera's status in Redis; --status
   run                     one shot, start to finish
   units, launch, cli      systemd timers, snap.py under any python3, the command line
+  ending                  the process ended once main() has returned
 """
 
 __version__ = "1.0.0"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
 import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, camera, logs, status, store, watch
+from . import __version__, camera, logs, status, store
 from .config import SETTINGS, Config, load_config
 from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError, describe
 from .guard import Guard
@@ -19,6 +19,9 @@ from .masking import MaskingFilter, mask_text, mask_url
 from .run import run_shot
 from .shot import NO_LUX
 from .spool import Spool, size_text
+
+if TYPE_CHECKING:
+    import argparse
 
 log = logging.getLogger("snap")
 
@@ -49,16 +52,22 @@ def stale_seconds(text: str) -> float:
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
+        import argparse
+
         raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0: {text!r}")
     return seconds
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(os.EX_USAGE, logs.format_line(logging.ERROR, f"{message} (see --help)") + "\n")
+def build_parser() -> argparse.ArgumentParser:
+    import argparse  # only here: a command line of PLAIN_FLAGS needs no parser
 
+    from . import watch
 
-def build_parser() -> Parser:
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            line = logs.format_line(logging.ERROR, f"{message} (see --help)")
+            self.exit(os.EX_USAGE, line + "\n")
+
     variables = "\n".join(
         f"  {s.name:<18} {s.meaning}{shown_default(s.default)}" for s in SETTINGS.values()
     )
@@ -124,6 +133,44 @@ def build_parser() -> Parser:
     loudness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument("--version", action="version", version=f"snap {__version__}")
     return parser
+
+
+# Flags a timer's or cron's run may carry, read without argparse: importing it and building
+# the parser, help text and all, would cost every shot about 5 ms and 0.4 MB.
+PLAIN_FLAGS = {
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--json": "json",
+    "--dry-run": "dry_run",
+}
+# An empty command line as build_parser() parses it.
+NO_OPTIONS = {
+    "env_file": None,
+    "output": None,
+    "dry_run": False,
+    "check": False,
+    "status": False,
+    "install_timer": False,
+    "uninstall_timer": False,
+    "json": False,
+    "stale": None,
+    "every": None,
+    "user": None,
+    "root": None,
+    "verbose": False,
+    "quiet": False,
+}
+
+
+def plain_options(argv: list[str]) -> types.SimpleNamespace | None:
+    """The options of a command line of PLAIN_FLAGS alone, each once and not both -q and -v,
+    as build_parser() would parse it; None for any other, which argparse parses."""
+    names = [PLAIN_FLAGS.get(arg) for arg in argv]
+    if None in names or len(set(names)) < len(names) or {"quiet", "verbose"} <= set(names):
+        return None
+    return types.SimpleNamespace(**{**NO_OPTIONS, **dict.fromkeys(names, True)})
 
 
 def setup_logging(args: argparse.Namespace) -> logging.Handler:
@@ -263,33 +310,9 @@ class Unavailable(SnapError):
     exit_code = os.EX_UNAVAILABLE
 
 
-def redis_cli_command(config: Config) -> tuple[list[str], str | None]:
-    """redis-cli's options for the Redis at REDIS_URL, and its password, which goes to
-    redis-cli in REDISCLI_AUTH rather than on the command line, where ps would show it."""
-    from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(config.redis_url)
-    query = dict(parse_qsl(parts.query))
-    userinfo, _, address = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    password = unquote(password) if password else query.get("password")
-    if parts.scheme == "unix":
-        command = ["redis-cli", "-s", parts.path]
-        command += ["-n", query["db"]] if query.get("db") else []
-    else:  # redis-cli would take a user alone in the URL for the password
-        command = ["redis-cli", "-u", urlunsplit(parts._replace(netloc=address, query=""))]
-        for name, option in store.REDIS_CLI_TLS_FILES.items():
-            command += [option, query[name]] if query.get(name) else []
-    user = unquote(user) or query.get("username", "")
-    command += ["--user", user] if user else []
-    if config.redis_cluster:
-        command.append("-c")
-    return command, password
-
-
 def run_redis_cli(config: Config, arguments: list[str]) -> int:
     """Replace this process with redis-cli ARGS, on the Redis snap uses."""
-    command, password = redis_cli_command(config)
+    command, password = store.redis_cli_command(config)
     environment = dict(os.environ)
     if password:
         environment["REDISCLI_AUTH"] = password
@@ -323,6 +346,8 @@ def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) ->
     if args.check:
         return run_check(config, guard.spool, args.verbose)
     if args.status:
+        from . import watch  # only here and for --help
+
         return watch.show(config, args.stale, args.json)
     return take_shot(config, guard, args)
 
@@ -342,8 +367,9 @@ def failure(error: BaseException, verbose: bool) -> tuple[int, str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = plain_options(argv) or build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
         flush_standard_streams()
         return exit_.code if isinstance(exit_.code, int) else os.EX_USAGE

@@ -187,6 +187,30 @@ def ping_command(url: str) -> str:
     return f"redis-cli -u {mask_url(urlunsplit(parts._replace(query='')))}{tls_files} ping"
 
 
+def redis_cli_command(config: Config) -> tuple[list[str], str | None]:
+    """redis-cli's options for the Redis at REDIS_URL, and its password, which goes to
+    redis-cli in REDISCLI_AUTH rather than on the command line, where ps would show it."""
+    from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(config.redis_url)
+    query = dict(parse_qsl(parts.query))
+    userinfo, _, address = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    password = unquote(password) if password else query.get("password")
+    if parts.scheme == "unix":
+        command = ["redis-cli", "-s", parts.path]
+        command += ["-n", query["db"]] if query.get("db") else []
+    else:  # redis-cli would take a user alone in the URL for the password
+        command = ["redis-cli", "-u", urlunsplit(parts._replace(netloc=address, query=""))]
+        for name, option in REDIS_CLI_TLS_FILES.items():
+            command += [option, query[name]] if query.get(name) else []
+    user = unquote(user) or query.get("username", "")
+    command += ["--user", user] if user else []
+    if config.redis_cluster:
+        command.append("-c")
+    return command, password
+
+
 def permission_hint(reason: str, config: Config) -> str:
     """What an ACL user lacks, as the ACL SETUSER rule that grants it."""
     user = urlsplit(config.redis_url).username or "default"

@@ -10,7 +10,9 @@ each size, so no encoding is timed. Every case is its own process, snap.py run a
 configuration, start, wait until exposure converges, capture_file into a BytesIO, close, one
 MULTI/EXEC of HSET and EXPIRE, exit. Wall time, CPU time (user plus system) and peak RSS are
 compared as medians of paired ratios. Targets are marked PASS or over; only with --strict does
-a target over make the exit code 1. --write-docs puts the table into docs/performance.md.
+a target over make the exit code 1. A timeline of the shot nearest 5 MB follows (tests/timeline.py):
+when the camera was open, closed, the shot stored and the process gone, for both.
+--write-docs puts both tables into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timeline  # noqa: E402
 from helpers import FAKE_CAMERA, ROOT, down_redis_url, make_app, start_redis  # noqa: E402
 
 # snap.py / floor at every size
@@ -78,7 +81,8 @@ pipe.expire(redis_key, int(os.getenv("IMAGE_EXPIRY", "3600")))
 pipe.execute()
 """
 
-# Runs one case and prints its wall time, CPU time, peak RSS in KiB and exit code. A process
+# Runs one case and prints its wall time, CPU time, peak RSS in KiB, exit code, and the
+# time.time() it was started and gone at (for the timeline). A process
 # of its own, small, because Linux counts in a child's ru_maxrss the RSS it had when forked:
 # forked from the benchmark, every case would report at least the benchmark's own size.
 LAUNCHER_SCRIPT = """\
@@ -86,7 +90,7 @@ import os
 import sys
 import time
 
-started = time.perf_counter()
+began, started = time.time(), time.perf_counter()
 pid = os.fork()
 if pid == 0:
     try:
@@ -95,8 +99,9 @@ if pid == 0:
     finally:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
+seconds, ended = time.perf_counter() - started, time.time()
 cpu = usage.ru_utime + usage.ru_stime
-print(time.perf_counter() - started, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+print(seconds, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status), began, ended)
 """
 
 # Runs snap.py's own main() and prints the most memory Python allocated at once from the
@@ -137,6 +142,7 @@ class Sample:
     seconds: float
     cpu_seconds: float
     peak_rss_kib: int
+    span: timeline.Span = timeline.Span(0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -317,10 +323,11 @@ def run_once(case: Case, launcher: Path) -> Sample:
         check=False,
     )
     report = completed.stdout.split()
-    if completed.returncode != 0 or len(report) != 4 or int(report[3]) != case.exit_code:
+    if completed.returncode != 0 or len(report) != 6 or int(report[3]) != case.exit_code:
         raise SystemExit(f"{case.name} failed: {completed.stderr.strip()}")
-    seconds, cpu_seconds, peak_rss_kib, _ = report
-    return Sample(float(seconds), float(cpu_seconds), int(peak_rss_kib))  # ru_maxrss: KiB
+    seconds, cpu_seconds, peak_rss_kib, _, began, ended = report
+    span = timeline.Span(float(began), float(ended))
+    return Sample(float(seconds), float(cpu_seconds), int(peak_rss_kib), span)  # ru_maxrss: KiB
 
 
 def median(samples: list[Sample], measure: Measure) -> float:
@@ -446,6 +453,32 @@ def table_rows(jpegs: list[Jpeg], results: dict[str, list[Sample]], peak_bytes: 
     return rows + command_rows(jpegs[0], results) + [copies_row(jpegs[-1], peak_bytes)]
 
 
+def shot_timelines(
+    cases: list[Case], jpeg: Jpeg, runs: int, launcher: Path, workdir: Path, client
+) -> str:
+    """The timeline table of snap.py and the floor storing `jpeg`."""
+    timed = {
+        side: Case(case.name, case.argv, {**case.env, "FAKE_CAMERA_TIMES": "1"})
+        for case in cases
+        for side in ("snap.py", "floor")
+        if case.name == f"{side} {jpeg.name}"
+    }
+
+    def run(side: str) -> timeline.Span:
+        span = run_once(timed[side], launcher).span
+        client.flushall()
+        return span
+
+    found = timeline.timelines(run, list(timed), runs, workdir / "times.log", client)
+    medians = f"medians of {runs} runs" if runs > 1 else "1 run"
+    title = (
+        f"Timeline of the {jpeg.label} shot, {medians}: milliseconds from the "
+        "process started to the camera open and closed (the fake camera's log), the shot "
+        "stored (Redis's notification of its EXPIRE) and the process gone"
+    )
+    return timeline.render(title, found)
+
+
 def cpu_model() -> str:
     fields: dict[str, str] = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -506,10 +539,14 @@ def main(argv: list[str] | None = None) -> int:
             cases = all_cases(scripts, jpegs, workdir, server.url)
             results = measure_cases(cases, args.runs, scripts.launcher, client.flushall)
             peak_bytes = copies_peak(scripts, shot_env(workdir, server.url, jpegs[-1]))
+            nearest_5_mb = min(jpegs, key=lambda jpeg: abs(jpeg.megabytes - 5))
+            timelines = shot_timelines(
+                cases, nearest_5_mb, args.runs, scripts.launcher, workdir, client
+            )
         finally:
             server.stop()
     rows = table_rows(jpegs, results, peak_bytes)
-    table = render(heading(args.runs, redis_version, load), rows)
+    table = render(heading(args.runs, redis_version, load), rows) + "\n\n" + timelines
     print(table)
     if args.write_docs:
         write_docs(table)

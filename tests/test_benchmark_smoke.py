@@ -28,3 +28,6 @@ def test_benchmark_runs_and_prints_its_table():
     ):
         assert row in result.stdout, row
     assert "| JPEG copies from the camera's buffer to the socket" in result.stdout
+    assert "| moment (ms from exec) | snap.py | floor |" in result.stdout
+    for moment in ("camera open", "camera closed", "stored", "process gone"):
+        assert f"| {moment} | " in result.stdout, moment

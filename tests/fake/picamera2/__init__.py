@@ -60,6 +60,7 @@ Environment variables, read each time the fake is used:
                     YUV420 stream ("Stream format YUV420 not supported ..."), as before 0.3.26
   FAKE_CAMERA_DIR     directory for camera<N>.lock (held from open to close), events.log and
                       started-with.json (the controls the last start() gave the camera)
+  FAKE_CAMERA_TIMES   if set, each event is also logged in times.log after its time.time()
   FAKE_CAMERA_JPEG    file whose bytes capture_file writes instead of encoding an image
   FAKE_CAMERA_COUNT   number of cameras reported (default 1)
   FAKE_CAMERA_LUX     the scene's brightness: each frame's Lux is this plus 0, 0.5 or 1
@@ -349,6 +350,9 @@ def _log_event(line):
     if directory:
         with open(os.path.join(directory, "events.log"), "a") as log:
             log.write(line + "\n")
+        if os.environ.get("FAKE_CAMERA_TIMES"):
+            with open(os.path.join(directory, "times.log"), "a") as log:
+                log.write(f"{time.time():.6f} {line}\n")
 
 
 def _hang_hard():
