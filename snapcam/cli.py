@@ -161,6 +161,7 @@ NO_OPTIONS = {
     "root": None,
     "verbose": False,
     "quiet": False,
+    "redis_cli": None,
 }
 
 

@@ -144,3 +144,16 @@ def test_watchdog_with_its_own_reason_ends_with_its_own_code(guard):
         guard.expire(2, "stopped by SIGTERM", 143)
 
     assert ended.value.exit_code == 143
+
+
+def test_stop_signal_the_run_swallowed_ends_it_after_the_last_resort_delay(guard, monkeypatch):
+    guard.finishing = True  # the signal is only noted: the run is left to end by itself
+    reports, exits = [], []
+    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
+    monkeypatch.setattr(guard, "exit", exits.append)
+
+    guard.stop_on_signal(signal.SIGTERM, None)
+    guard.timer.join(LAST_RESORT_SECONDS + 30)
+
+    assert reports == [("stopped by SIGTERM", 143)]
+    assert exits == [143]

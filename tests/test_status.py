@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -72,11 +73,22 @@ def test_status_state_on_disk_unreadable_starts_afresh(make_config, tmp_path):
     assert status.read_state(path) == status.STATE_FIELDS
 
 
-@pytest.mark.parametrize("name", ["front door", "shed\tnorth", 'the "barn"', "дом сад"])
+def redis_cli_words(line: str) -> list[str]:
+    """A line split as redis-cli splits what is typed: at spaces, quotes taken away,
+    backslashes outside quotes kept."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    return list(lexer)
+
+
+@pytest.mark.parametrize(
+    "name", ["front door", "shed\tnorth", 'the "barn"', "it's", "дом сад", "cam*[1]?"]
+)
 def test_acl_hint_for_any_camera_name_is_a_rule_redis_accepts(make_config, redis_db, name):
     config = make_config(CAMERA_NAME=name)
     hint = store.permission_hint("No permissions to access a key", config)
-    rules = hint.partition("ACL SETUSER default ")[2].split()  # as redis-cli splits a line
+    rules = redis_cli_words(hint.partition("ACL SETUSER default ")[2])
     redis_db.execute_command("ACL", "SETUSER", "hinted", "reset", "on", "nopass", "+hset", *rules)
     try:
         hinted = redis.Redis(port=redis_db.connection_pool.connection_kwargs["port"])
@@ -176,3 +188,13 @@ def test_state_write_on_a_stalled_disk_ends_before_the_last_resort_alarm(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_dark_skip_after_a_failure_records_exit_0(make_config, guard):
+    config = make_config(CAMERA_NAME="garden")
+    guard.spool.prepare()
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+
+    status.record_dark(config, guard)
+
+    assert status.read_state(status.state_path(config))["last_exit"] == 0
