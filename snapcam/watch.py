@@ -2,8 +2,8 @@
 object per camera, and an exit code a watcher can act on.
 
 The hashes are read a batch at a time (SCAN, then one pipeline of HGETALL per batch), in a
-thread, until RUN_TIMEOUT less READ_MARGIN: what was read by then is printed, and the run
-exits 75 saying the rest was not. A name or field name that is not UTF-8 lists the camera as
+thread, until RUN_TIMEOUT less READ_MARGIN: what was read by then (or before Redis failed
+mid-way) is printed, and the run exits 75 saying the rest was not. A name or field name that is not UTF-8 lists the camera as
 unreadable; a status dated in the future beyond FUTURE_TOLERANCE is flagged; both exit 1.
 """
 
@@ -173,8 +173,9 @@ def status_line(camera: dict[str, Any], now: int) -> str:
     return escaped(line)
 
 
-def read_in_time(config: Config, seconds: float) -> tuple[list[Status], bool]:
-    """The statuses read within `seconds`, and whether that is all of them."""
+def read_in_time(config: Config, seconds: float) -> tuple[list[Status], bool, Exception | None]:
+    """The statuses read within `seconds`, whether that is all of them, and the failure that
+    stopped the reading, if one did (the statuses read before it are listed all the same)."""
     client = store.redis_client(config)
     found: list[Status] = []
     failure: list[BaseException] = []
@@ -188,12 +189,13 @@ def read_in_time(config: Config, seconds: float) -> tuple[list[Status], bool]:
     thread = threading.Thread(target=work, name="snap-status-read", daemon=True)
     thread.start()
     thread.join(max(seconds, 0))
+    read = sorted(found[:], key=lambda status: status[0])
     if failure:
         error = failure[0]
-        if isinstance(error, store.redis_errors()):
-            raise store.redis_failure(error, config) from error
-        raise error
-    return sorted(found[:], key=lambda status: status[0]), not thread.is_alive()
+        if not isinstance(error, store.redis_errors()):
+            raise error
+        return read, False, store.redis_failure(error, config)
+    return read, not thread.is_alive(), None
 
 
 def show(config: Config, stale: float | None, as_json: bool) -> int:
@@ -206,7 +208,7 @@ def show(config: Config, stale: float | None, as_json: bool) -> int:
         )
     stale = DEFAULT_STALE if stale is None else stale
     stale = int(stale) if stale == int(stale) else stale
-    statuses, complete = read_in_time(
+    statuses, complete, failure = read_in_time(
         config, config.run_timeout - READ_MARGIN - (time.monotonic() - started)
     )
     now = int(time.time())
@@ -221,6 +223,8 @@ def show(config: Config, stale: float | None, as_json: bool) -> int:
     else:
         for camera in cameras:
             print(status_line(camera, now))
+    if failure is not None:
+        raise failure
     if not complete:
         raise TemporaryFailure(
             f"--status read {len(cameras)} camera status(es) under {config.status_prefix}:* "

@@ -229,6 +229,19 @@ def test_status_prints_what_was_read_when_run_timeout_comes(run_snap, redis_db, 
     )
 
 
+def test_status_prints_what_was_read_when_redis_stops_answering_mid_way(run_snap, redis_db, relay):
+    add_cameras(redis_db, 1200)
+    hanging = relay(stall_after_read=True)
+
+    result = run_snap("--status", REDIS_URL=hanging.url, RUN_TIMEOUT="30", REDIS_TIMEOUT="1")
+
+    assert result.returncode == 75
+    lines = result.stdout.splitlines()
+    assert 0 < len(lines) < 1200
+    assert all(re.match(r"pi\d{4}: ok, ", line) for line in lines)
+    assert result.stderr.startswith("snap: error: Redis unreachable at ")
+
+
 def test_status_lists_a_camera_of_a_name_not_utf8_as_unreadable(shoot, redis_db):
     shoot()
     redis_db.hset(b"snap:camera:shed\xff", "last_run", 1)
