@@ -3,8 +3,9 @@ object per camera, and an exit code a watcher can act on.
 
 The hashes are read a batch at a time (SCAN, then one pipeline of HGETALL per batch), in a
 thread, until RUN_TIMEOUT less READ_MARGIN: what was read by then (or before Redis failed
-mid-way) is printed, and the run exits 75 saying the rest was not. A name or field name that is not UTF-8 lists the camera as
-unreadable; a status dated in the future beyond FUTURE_TOLERANCE is flagged; both exit 1.
+mid-way) is printed, and the run exits 75 saying the rest was not. A name or field name that
+is not UTF-8 lists the camera as unreadable; a status dated in the future beyond
+FUTURE_TOLERANCE is flagged; both exit 1.
 """
 
 from __future__ import annotations
