@@ -139,11 +139,31 @@ def test_watchdog_after_redis_has_the_shot_ends_the_run_with_success(guard):
     assert reports == [("run timed out after 5 s while capturing", os.EX_OK)]
 
 
-def test_watchdog_with_its_own_reason_ends_with_its_own_code(guard):
+def test_watchdog_with_its_own_reason_ends_with_its_own_code_and_line(guard):
+    guard.step(HUNG_CAPTURE)
+    reports = []
+    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
+
     with pytest.raises(Exited) as ended:
         guard.expire(2, "stopped by SIGTERM", 143)
 
     assert ended.value.exit_code == 143
+    assert reports == [("stopped by SIGTERM", 143)]
+
+
+def test_watchdog_that_cannot_keep_the_shot_says_it_is_lost_and_still_ends_the_run(guard, tmp_path):
+    (tmp_path / "spool").write_text("a file where the spool's directory should be")
+    guard.hold(shot(1_700_000_000))
+    guard.step(HUNG_CAPTURE)
+    reports = []
+    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
+
+    with pytest.raises(Exited) as ended:
+        guard.expire(5, "", 0)
+
+    assert ended.value.exit_code == os.EX_UNAVAILABLE
+    ((line, _),) = reports
+    assert line.startswith("run timed out after 5 s while capturing; the shot is lost: ")
 
 
 def test_stop_signal_the_run_swallowed_ends_it_after_the_last_resort_delay(guard, monkeypatch):
