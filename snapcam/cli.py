@@ -148,6 +148,7 @@ PLAIN_FLAGS = {
 # An empty command line as build_parser() parses it.
 NO_OPTIONS = {
     "env_file": None,
+    "redis_cli": None,
     "output": None,
     "dry_run": False,
     "check": False,
