@@ -27,7 +27,7 @@ DAY, NIGHT = "day", "night"
 # set_controls() on a running camera puts the controls in the next request picamera2
 # re-queues (v0.3.12 picamera2.py set_controls and process_requests; v0.3.36 picamera2.py
 # set_controls, request.py CompletedRequest.release), and libcamera applies them to the
-# sensor some frames after that: "buffers+3 frames" (picamera2 issue #1278). With snap's one
+# sensor some frames after that: "buffers+3 frames" (picamera2 #1278). With snap's one
 # buffer, the frames read before this many are not yet taken with NIGHT_CONTROLS.
 SWITCH_FRAMES = 4
 # A capture gets the next frame to arrive: up to two frames' time when one is under way.

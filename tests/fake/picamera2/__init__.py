@@ -171,7 +171,7 @@ SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start(), 
 # set_controls() on a running camera: picamera2 hands the controls to the next request it
 # re-queues (v0.3.12 picamera2.py set_controls, v0.3.36 request.py CompletedRequest.release),
 # one buffer later, and libcamera's delayed controls reach the sensor a few frames after that
-# (picamera2 issue #1278: "buffers+3 frames"). With one buffer: the 4th frame after the call.
+# (picamera2 #1278: "buffers+3 frames"). With one buffer: the 4th frame after the call.
 SET_CONTROLS_DELAY_FRAMES = 4
 # Controls that start auto exposure over when they reach the frames: AeState is 1 again for
 # SETTLED_FRAME frames.
