@@ -17,6 +17,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
+from . import night
 from .controls import check_ranges, controls_text, fixed_exposure, resolve
 from .errors import CameraError
 from .exposure import wait_for_exposure
@@ -52,6 +53,7 @@ LENS_STOP_FRAMES = 10
 OPENING = Step("opening the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
 STARTING = Step("starting the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
 SETTLING = Step("waiting for exposure to settle", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
+NIGHT_SETTLING = Step("settling with NIGHT_CONTROLS", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
 FOCUSING = Step("autofocus", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
 CAPTURING = Step("capturing", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
 CLOSING = Step("closing the camera", os.EX_UNAVAILABLE, HUNG_NEXT_STEP)
@@ -174,21 +176,29 @@ def out_of_memory(config: Config, error: BaseException) -> CameraError:
     return CameraError(f"not enough camera memory for {size} ({error}); {MEMORY_HINT}")
 
 
-def wanted_controls(picam2, config: Config) -> dict:
-    """CAMERA_CONTROLS as picamera2 takes them, checked against this camera's controls."""
-    if not config.camera_controls:
-        return {}
+def wanted_controls(picam2, config: Config) -> tuple[dict, dict]:
+    """CAMERA_CONTROLS and NIGHT_CONTROLS as picamera2 takes them, checked against this
+    camera's controls."""
+    if not config.camera_controls and not config.night_controls:
+        return {}, {}
     from libcamera import controls
 
-    return resolve(config.camera_controls, picam2.camera_controls, controls)
+    known = picam2.camera_controls
+    return (
+        resolve(config.camera_controls, known, controls),
+        resolve(config.night_controls, known, controls, night.SETTING),
+    )
 
 
-def configure_camera(picam2, config: Config, pixel_format: str, controls: dict) -> None:
+def configure_camera(
+    picam2, config: Config, pixel_format: str, controls: dict, night_controls: dict
+) -> None:
     """A still with a raw stream and one buffer of each: on a Pi 0-4 libcamera then keeps no
     raw frames of its own (4 without a raw stream); docs/hardware.md has the arithmetic.
     The controls go in the configuration: configure() replaces any set before it, and
     start() hands these to the camera for its first frame (picamera2.py configure_, start_).
-    Their ranges are the sensor mode's once configured: checked then, before start()."""
+    Their ranges, and NIGHT_CONTROLS', are the sensor mode's once configured: checked then,
+    before start()."""
     from libcamera import Transform
 
     main_stream = {"format": pixel_format}
@@ -207,6 +217,7 @@ def configure_camera(picam2, config: Config, pixel_format: str, controls: dict) 
             raise out_of_memory(config, error) from error
         raise
     check_ranges(controls, picam2.camera_controls)
+    check_ranges(night_controls, picam2.camera_controls, night.SETTING)
     picam2.options["quality"] = config.jpeg_quality
     flips = (getattr(picam2, "camera_config", None) or {}).get("transform")
     wanted = (config.camera_hflip, config.camera_vflip)
@@ -224,18 +235,20 @@ def start_camera(picam2, config: Config) -> None:
         raise
 
 
-def check_light(picam2, config: Config, metadata: dict | None) -> None:
+def check_light(picam2, config: Config, metadata: dict | None) -> dict:
     """TooDark when the camera's lux is below MIN_LUX; a camera without a lux reading passes.
-    metadata None: no frame was read yet (no settling), so one is read for its lux."""
+    metadata None: no frame was read yet (no settling), so one is read for its lux. The
+    metadata the lux was read from ({} if none came)."""
     if metadata is None:
         try:
             metadata = bounded(picam2, picam2.capture_metadata, config.capture_timeout)
         except concurrent.futures.TimeoutError:
             cancel_pending(picam2)
-            return  # the capture that follows says the camera hung
+            return {}  # the capture that follows says the camera hung
     lux = lux_reading(metadata)
     if lux != NO_LUX and config.min_lux is not None and lux < config.min_lux:
         raise TooDark(lux, config.min_lux)
+    return metadata
 
 
 def stop_autofocus(picam2, timeout: float) -> None:
@@ -276,7 +289,7 @@ def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
         log.warning("autofocus failed; capturing anyway")
 
 
-def capture(picam2, timeout: float, controls: str = "") -> Shot:
+def capture(picam2, timeout: float, controls: str = "", profile: str = "") -> Shot:
     buffer = io.BytesIO()
     try:
         metadata = bounded(
@@ -294,7 +307,7 @@ def capture(picam2, timeout: float, controls: str = "") -> Shot:
             raise
         raise unencodable(picam2, error) from error
     # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
-    return Shot(buffer.getbuffer(), metadata, int(time.time()), controls)
+    return Shot(buffer.getbuffer(), metadata, int(time.time()), controls, profile)
 
 
 def unencodable(picam2, error: Exception) -> CameraError:
@@ -314,8 +327,8 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
     picam2 = open_camera(picamera2, config.camera_num)
     shot = None
     try:
-        controls = wanted_controls(picam2, config)
-        configure_camera(picam2, config, main_format(picamera2), controls)
+        controls, night_controls = wanted_controls(picam2, config)
+        configure_camera(picam2, config, main_format(picamera2), controls, night_controls)
         guard.step(STARTING)
         start_camera(picam2, config)
         metadata: dict | None = None
@@ -328,14 +341,21 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
                     "exposure did not settle within %g s; capturing anyway",
                     config.settle_timeout,
                 )
-        if config.min_lux is not None:
+        if config.min_lux is not None or config.night_lux is not None:
             guard.step(SETTLING)
-            check_light(picam2, config, metadata)
+            metadata = check_light(picam2, config, metadata)  # MIN_LUX first: darker skips
+        profile = night.profile(config.night_lux, metadata or {})
+        in_force = config.camera_controls
+        if profile == night.NIGHT:
+            guard.step(NIGHT_SETTLING)
+            in_force = night.switch(picam2, config, night_controls)
+            controls = {**controls, **night_controls}
         if config.camera_autofocus:
             guard.step(FOCUSING)
             autofocus(picam2, config.autofocus_timeout, config.capture_timeout)
         guard.step(CAPTURING)
-        shot = capture(picam2, config.capture_timeout, controls_text(controls))
+        timeout = night.capture_timeout(config.capture_timeout, in_force)
+        shot = capture(picam2, timeout, controls_text(controls), profile)
         if on_capture is not None:
             on_capture(shot)
     except RuntimeError as error:
@@ -355,19 +375,19 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
     return shot
 
 
-def check_controls(config: Config, verbose: bool) -> str:
-    """--check with CAMERA_CONTROLS: the camera opened and configured, never started, long
-    enough to check them as a run would; the controls, as they would be applied."""
+def check_controls(config: Config, verbose: bool) -> tuple[str, str]:
+    """--check with CAMERA_CONTROLS or NIGHT_CONTROLS: the camera opened and configured, never
+    started, long enough to check them as a run would; both, as they would be applied."""
     from .locks import CameraLock
 
     picamera2 = import_picamera2(verbose)
     with CameraLock(config.lock_dir, config.camera_num, config.lock_timeout):
         picam2 = open_camera(picamera2, config.camera_num)
         try:
-            controls = wanted_controls(picam2, config)
-            configure_camera(picam2, config, main_format(picamera2), controls)
+            controls, night_controls = wanted_controls(picam2, config)
+            configure_camera(picam2, config, main_format(picamera2), controls, night_controls)
         except RuntimeError as error:
             raise CameraError(f"camera failed: {error}") from error
         finally:
             picam2.close()
-    return controls_text(controls)
+    return controls_text(controls), controls_text(night_controls)

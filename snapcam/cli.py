@@ -148,6 +148,7 @@ PLAIN_FLAGS = {
 # An empty command line as build_parser() parses it.
 NO_OPTIONS = {
     "env_file": None,
+    "redis_cli": None,
     "output": None,
     "dry_run": False,
     "check": False,
@@ -274,9 +275,13 @@ def run_check(config: Config, spool: Spool, verbose: bool) -> int:
         if config.camera_num >= len(cameras):
             raise CameraError(f"camera {config.camera_num} not detected; {camera.NO_CAMERA_HINT}")
         say(f"camera: ok (CAMERA_NUM {config.camera_num})")
-        if config.camera_controls:  # only then is the camera opened
+        if config.camera_controls or config.night_controls:  # only then is the camera opened
             try:
-                say(f"controls: ok ({camera.check_controls(config, verbose)})")
+                day, night = camera.check_controls(config, verbose)
+                if day:
+                    say(f"controls: ok ({day})")
+                if night:
+                    say(f"night controls: ok ({night})")
             except SnapError as error:
                 say(f"controls: FAILED: {error.line()}")
                 failures.append(error.exit_code)

@@ -20,6 +20,7 @@ from .controls import check_autofocus, parse_controls
 from .envfile import check_text, in_environment, read_env_files
 from .errors import ConfigError, UsageError
 from .masking import mask_url, password_misplaced
+from .night import check_night
 from .shot import CONTRACT_FIELDS, to_snake_case
 
 log = logging.getLogger("snap")
@@ -147,6 +148,12 @@ SETTINGS = {
                 "float", SECONDS_OR_ZERO, 0, maximum=TIMEOUT_MAX),
         Setting("MIN_LUX", None, "no shot while the camera's lux is below this (default: always)",
                 "int", "a whole number of lux, 0 or more", 0),
+        Setting("NIGHT_LUX", None, "below this lux, the shot is taken with NIGHT_CONTROLS",
+                "int", "a whole number of lux, 0 or more", 0),
+        Setting("NIGHT_CONTROLS", (), "libcamera controls set for a night shot, e.g. "
+                "AeExposureMode=Long", expected="controls", check=parse_controls),
+        Setting("NIGHT_SETTLE_TIMEOUT", 10.0, "seconds to settle again with NIGHT_CONTROLS",
+                "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("CAPTURE_TIMEOUT", 10.0, "seconds the capture itself may take",
                 "float", SECONDS, 0, True, TIMEOUT_MAX),
         Setting("CAMERA_METADATA", (), "metadata to store too, e.g. ExposureTime,AnalogueGain",
@@ -188,6 +195,9 @@ class Config:
     autofocus_timeout: float
     settle_timeout: float
     min_lux: int | None
+    night_lux: int | None
+    night_controls: tuple[tuple[str, tuple[Any, ...]], ...]
+    night_settle_timeout: float
     capture_timeout: float
     camera_metadata: tuple[str, ...]
     run_timeout: float
@@ -283,6 +293,7 @@ def load_config(env_file: Path | None) -> Config:
             )
         check_status_prefix(env, values)
         check_autofocus(values["camera_controls"], values["camera_autofocus"])
+        check_night(values)
     values["camera_name"] = values["camera_name"] or socket.gethostname()
     values["lock_dir"] = Path(values["lock_dir"])
     values["spool_dir"] = Path(values["spool_dir"] or default_spool_dir())

@@ -94,11 +94,11 @@ def fixed_exposure(parsed: Parsed) -> bool:
     return values.get("AeEnable") == (False,) or {"ExposureTime", "AnalogueGain"} <= set(values)
 
 
-def check_autofocus(parsed: Parsed, camera_autofocus: bool) -> None:
+def check_autofocus(parsed: Parsed, camera_autofocus: bool, setting: str = SETTING) -> None:
     focus = fixed_focus(parsed)
     if camera_autofocus and focus:
         raise ConfigError(
-            f"CAMERA_AUTOFOCUS=true cannot go with {focus} in {SETTING}, which sets the focus "
+            f"CAMERA_AUTOFOCUS=true cannot go with {focus} in {setting}, which sets the focus "
             "itself: set one or the other"
         )
 
@@ -112,17 +112,17 @@ def enum_of(enums, name: str):
     return None
 
 
-def enum_value(name: str, values: tuple[Any, ...], enum) -> Any:
+def enum_value(name: str, values: tuple[Any, ...], enum, setting: str) -> Any:
     members = list(enum)
     names = ", ".join(member.name for member in members)
     if len(values) == 1:
         for member in members:
             if values[0] in (member.name, int(member)) and not isinstance(values[0], bool):
                 return member
-    raise ConfigError(f"{SETTING}: {name}={shown(values)} is not one of {names}")
+    raise ConfigError(f"{setting}: {name}={shown(values)} is not one of {names}")
 
 
-def numbers(name: str, values: tuple[Any, ...], limits: tuple) -> Any:
+def numbers(name: str, values: tuple[Any, ...], limits: tuple, setting: str) -> Any:
     low, high = limits[0], limits[1]
     whole = isinstance(low, int) and isinstance(high, int)
     size = ARRAY_SIZES.get(name, 1)
@@ -131,22 +131,23 @@ def numbers(name: str, values: tuple[Any, ...], limits: tuple) -> Any:
     if len(values) != size or not all(
         isinstance(value, (int, float)) and not isinstance(value, bool) for value in values
     ):
-        raise ConfigError(f"{SETTING}: {name}={shown(values)}: expected {wanted}")
+        raise ConfigError(f"{setting}: {name}={shown(values)}: expected {wanted}")
     if whole and not all(isinstance(value, int) for value in values):
-        raise ConfigError(f"{SETTING}: {name}={shown(values)}: expected whole numbers")
+        raise ConfigError(f"{setting}: {name}={shown(values)}: expected whole numbers")
     converted = tuple(value if whole else float(value) for value in values)
     if not all(math.isfinite(value) for value in converted):
-        raise ConfigError(f"{SETTING}: {name}={shown(values)}: expected finite numbers")
+        raise ConfigError(f"{setting}: {name}={shown(values)}: expected finite numbers")
     return converted[0] if size == 1 else converted
 
 
-def resolve(parsed: Parsed, camera_controls: dict, enums) -> dict[str, Any]:
+def resolve(parsed: Parsed, camera_controls: dict, enums, setting: str = SETTING) -> dict[str, Any]:
     """The controls as picamera2 takes them, checked against the camera's names and types
-    (not yet its ranges: see check_ranges). enums: libcamera.controls."""
+    (not yet its ranges: see check_ranges). enums: libcamera.controls; setting: the variable
+    they come from, which errors name."""
     unknown = [name for name, _values in parsed if name not in camera_controls]
     if unknown:
         raise ConfigError(
-            f"{SETTING}: this camera has no {unknown[0]} control; "
+            f"{setting}: this camera has no {unknown[0]} control; "
             f"it has {', '.join(sorted(camera_controls))}"
         )
     resolved = {}
@@ -154,19 +155,19 @@ def resolve(parsed: Parsed, camera_controls: dict, enums) -> dict[str, Any]:
         limits = camera_controls[name]
         enum = enum_of(enums, name)
         if enum is not None:
-            resolved[name] = enum_value(name, values, enum)
+            resolved[name] = enum_value(name, values, enum, setting)
         elif isinstance(limits[0], bool) or isinstance(limits[1], bool):
             if len(values) != 1 or not isinstance(values[0], bool):
-                raise ConfigError(f"{SETTING}: {name}={shown(values)}: expected true or false")
+                raise ConfigError(f"{setting}: {name}={shown(values)}: expected true or false")
             resolved[name] = values[0]
         elif isinstance(limits[0], (tuple, list)) or isinstance(limits[1], (tuple, list)):
-            raise ConfigError(f"{SETTING}: {name} takes a rectangle, which {SETTING} cannot set")
+            raise ConfigError(f"{setting}: {name} takes a rectangle, which {setting} cannot set")
         else:
-            resolved[name] = numbers(name, values, limits)
+            resolved[name] = numbers(name, values, limits, setting)
     return resolved
 
 
-def check_ranges(resolved: dict[str, Any], camera_controls: dict) -> None:
+def check_ranges(resolved: dict[str, Any], camera_controls: dict, setting: str = SETTING) -> None:
     """Each number within its control's (min, max) as the configured camera gives them."""
     for name, value in resolved.items():
         low, high = camera_controls.get(name, (None, None, None))[:2]
@@ -177,7 +178,7 @@ def check_ranges(resolved: dict[str, Any], camera_controls: dict) -> None:
         values = value if isinstance(value, tuple) else (value,)
         if not all(low <= item <= high for item in values):
             raise ConfigError(
-                f"{SETTING}: {name}={shown(value)} is outside this camera's range, "
+                f"{setting}: {name}={shown(value)} is outside this camera's range, "
                 f"{number_text(low)} to {number_text(high)}"
             )
 
@@ -189,3 +190,31 @@ def number_text(value: float) -> str:
 def controls_text(resolved: dict[str, Any]) -> str:
     """The controls in force, in CAMERA_CONTROLS's own syntax, as stored with the shot."""
     return ",".join(f"{name}={shown(value)}" for name, value in resolved.items())
+
+
+def longest_frame_us(parsed: Parsed) -> int:
+    """The longest frame these controls let the camera take, in microseconds (0: they set
+    nothing that lengthens a frame). libcamera lengthens a frame to hold its exposure, within
+    FrameDurationLimits (src/ipa/rpi/common/ipa_base.cpp applyFrameDurations), and auto
+    exposure may use all of FrameDurationLimits' maximum. Values that are no numbers are
+    left to the check against the camera."""
+    values = dict(parsed)
+    exposure = [value for value in values.get("ExposureTime", ()) if is_number(value)]
+    limits = [value for value in values.get("FrameDurationLimits", ()) if is_number(value)]
+    if len(limits) == 2:
+        if exposure:
+            return int(max(limits[0], min(exposure[0], limits[1])))
+        return int(limits[1])
+    return int(exposure[0]) if exposure else 0
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def merged(parsed: Parsed, added: Parsed) -> Parsed:
+    """parsed with added's controls set over it: what a camera running with parsed has once
+    added is set on it."""
+    values = dict(parsed)
+    values.update(dict(added))
+    return tuple(values.items())

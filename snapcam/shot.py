@@ -18,6 +18,8 @@ SHOT_ID = "shot_id"
 CONTRACT_FIELDS = ("image_data", "timestamp", "mime_type", "lux", "camera")
 # The CAMERA_CONTROLS in force, stored with a shot taken with some.
 CONTROLS_FIELD = "controls"
+# The profile a shot was taken with, day or night, stored when NIGHT_LUX is set.
+PROFILE_FIELD = "profile"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Shot:
     metadata: dict
     timestamp: int
     controls: str = ""  # the controls in force, as CAMERA_CONTROLS spells them
+    profile: str = ""  # day or night; "" without a night profile
 
 
 def new_shot_id() -> str:
@@ -69,6 +72,8 @@ def shot_fields(shot: Shot, camera_name: str, metadata_names: tuple[str, ...]) -
             fields[to_snake_case(name)] = flat_value(shot.metadata[name])
     if shot.controls:
         fields[CONTROLS_FIELD] = shot.controls
+    if shot.profile:
+        fields[PROFILE_FIELD] = shot.profile
     return fields
 
 

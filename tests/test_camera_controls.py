@@ -97,7 +97,8 @@ def test_exposure_range_is_the_configured_sensor_modes(run_snap, redis_db):
 
 
 def test_exposure_beyond_the_sensor_modes_longest_exits_78(run_snap, redis_db):
-    result = run_snap(CAMERA_CONTROLS="ExposureTime=100000000")
+    # RUN_TIMEOUT long enough for two 100 s frames, so that the camera is asked.
+    result = run_snap(CAMERA_CONTROLS="ExposureTime=100000000", RUN_TIMEOUT="300")
 
     assert result.returncode == 78
     assert "outside this camera's range, 9 to 77208145" in result.stderr

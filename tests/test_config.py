@@ -33,6 +33,15 @@ def test_unset_variables_take_the_defaults_of_the_table(make_config):
             assert str(getattr(loaded, name.lower())) == str(setting.default), name
 
 
+def test_env_example_values_are_the_defaults_of_the_table(make_config):
+    text = (ROOT / "env.example").read_text()
+    values = dict(re.findall(r"^([A-Z][A-Z_]+)=(.+)$", text, re.M))
+
+    defaults = make_config()  # first: make_config() keeps the variables it was given
+
+    assert make_config(**values) == defaults
+
+
 def test_empty_value_takes_the_default(make_config):
     assert make_config(JPEG_QUALITY="").jpeg_quality == 90
 

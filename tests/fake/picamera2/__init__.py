@@ -168,6 +168,17 @@ if not FASTER_JPEG:
 FPS = 30.0  # frames per second, unless FAKE_CAMERA_FPS says otherwise
 START_SECONDS = 0.0  # how long start() takes, unless FAKE_CAMERA_START_SECONDS says otherwise
 SETTLED_FRAME = 4  # AeState reaches 2 (converged) on this frame after start(), by default
+# set_controls() on a running camera: picamera2 hands the controls to the next request it
+# re-queues (v0.3.12 picamera2.py set_controls, v0.3.36 request.py CompletedRequest.release),
+# one buffer later, and libcamera's delayed controls reach the sensor a few frames after that
+# (picamera2 #1278: "buffers+3 frames"). With one buffer: the 4th frame after the call.
+SET_CONTROLS_DELAY_FRAMES = 4
+# Controls that start auto exposure over when they reach the frames: AeState is 1 again for
+# SETTLED_FRAME frames.
+_EXPOSURE_CONTROLS = {
+    "AeEnable", "AeExposureMode", "AeMeteringMode", "AeConstraintMode", "ExposureValue",
+    "ExposureTime", "AnalogueGain", "FrameDurationLimits",
+}  # fmt: skip
 LUX = 400.0  # the scene's Lux, unless FAKE_CAMERA_LUX says otherwise
 
 # What camera_controls holds: each control's (min, max, default), as picamera2 converts
@@ -477,6 +488,8 @@ class Picamera2:
         self._controls = {}
         self._jobs = []
         self._frame = 0
+        self._pending = []  # (frame, controls): set_controls() not yet in the frames
+        self._ae_from = 0  # the frame auto exposure last started converging from
         self._clock = 0.0  # frame n arrives at self._clock + n / self._fps (time.monotonic)
         self._af_state = libcamera.controls.AfStateEnum.Idle
         self._af_scan_frames = 0
@@ -838,8 +851,31 @@ class Picamera2:
             raise RuntimeError("width and height should be even")
 
     def set_controls(self, controls):
+        """Before start(), the controls go to camera.start() for the first frame; on a running
+        camera they reach the frames SET_CONTROLS_DELAY_FRAMES later. Autofocus triggers are
+        applied at once here (the autofocus cycle's model follows AfState, not frames)."""
         _log_event("set_controls")
-        self._apply_controls(controls)
+        for name in controls:
+            if name not in self._ctrl_info:
+                raise RuntimeError(f"Control {name} is not advertised by libcamera")
+        later = {name: value for name, value in controls.items() if not name.startswith("Af")}
+        if not self.started or not later:
+            self._apply_controls(controls)
+            return
+        self._apply_controls({k: v for k, v in controls.items() if k not in later})
+        self._pending.append((self._frame + SET_CONTROLS_DELAY_FRAMES, later))
+
+    def _apply_pending(self, number, when):
+        """The controls set while running that reach frame `number`, which arrived at `when`:
+        the frames after it come at the length those controls give them."""
+        reached = [controls for frame, controls in self._pending if frame <= number]
+        self._pending = [(frame, c) for frame, c in self._pending if frame > number]
+        for controls in reached:
+            self._apply_controls(controls)
+            if _EXPOSURE_CONTROLS & set(controls):
+                self._ae_from = number
+        if reached:
+            self._clock = when - number * self._frame_seconds()
 
     def _hang(self):
         if "hang-hard" in self._faults:
@@ -873,6 +909,7 @@ class Picamera2:
             _sleep_until(ready)
             self.started = True
             self._frame = 0
+            self._ae_from = 0
             self._clock = ready
 
     def stop(self):
@@ -1046,11 +1083,13 @@ class Picamera2:
         number, due = self._next_frame_due()
         _sleep_until(due)
         passed, self._frame = number - self._frame, number
+        self._apply_pending(number, due)
         timestamp = int(due * 1e9)
         if self._usb:
             return {"SensorTimestamp": timestamp}
-        settled = self._frame >= self._settled_frame and "never-settle" not in self._faults
-        progress = 1.0 if settled else self._frame / self._settled_frame
+        converging = self._frame - self._ae_from
+        settled = converging >= self._settled_frame and "never-settle" not in self._faults
+        progress = 1.0 if settled else converging / self._settled_frame
         if "never-settle" in self._faults:
             progress = 0.5 + 0.25 * (self._frame % 3)  # exposure that goes on hunting
         # What was set reaches the frames; auto exposure and white balance choose the rest.
