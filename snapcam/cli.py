@@ -162,7 +162,6 @@ NO_OPTIONS = {
     "root": None,
     "verbose": False,
     "quiet": False,
-    "redis_cli": None,
 }
 
 
