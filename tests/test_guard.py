@@ -177,3 +177,21 @@ def test_stop_signal_the_run_swallowed_ends_it_after_the_last_resort_delay(guard
 
     assert reports == [("stopped by SIGTERM", 143)]
     assert exits == [143]
+
+
+def test_stop_signal_after_a_save_ends_the_run_at_once(guard):
+    guard.spool.prepare()
+    guard.hold(shot(1_700_000_000))
+    guard.keep_unsaved()
+
+    with pytest.raises(Interrupted):
+        guard.stop_on_signal(signal.SIGTERM, None)
+
+
+def test_saving_a_shot_arms_no_alarm_where_none_was(guard):
+    guard.spool.prepare()
+    guard.hold(shot(1_700_000_000))
+
+    guard.keep_unsaved()
+
+    assert alarm_left() == 0

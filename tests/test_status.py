@@ -198,3 +198,16 @@ def test_dark_skip_after_a_failure_records_exit_0(make_config, guard):
     status.record_dark(config, guard)
 
     assert status.read_state(status.state_path(config))["last_exit"] == 0
+
+
+def test_failure_line_kept_in_the_status_never_shows_the_password(make_config, guard):
+    config = make_config(CAMERA_NAME="garden", REDIS_URL="redis://:s3cret-pw@localhost:1/0")
+    guard.spool.prepare()
+
+    line = "Redis refused access at redis://:s3cret-pw@localhost:1/0: password 's3cret-pw'"
+
+    status.record_failure(config, guard, 77, line, False)
+
+    state = status.read_state(status.state_path(config))
+    assert "s3cret-pw" not in state["last_error"]
+    assert state["last_error"].startswith("Redis refused access at redis://")
