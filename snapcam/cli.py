@@ -353,7 +353,7 @@ def command(args: argparse.Namespace, handler: logging.Handler, guard: Guard) ->
     if args.status:
         from . import watch  # only here and for --help
 
-        return watch.show(config, args.stale, args.json)
+        return watch.show(config, args.stale, args.json, emit)
     return take_shot(config, guard, args)
 
 

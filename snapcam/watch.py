@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import store
 from .errors import ConfigError, TemporaryFailure
@@ -199,9 +199,10 @@ def read_in_time(config: Config, seconds: float) -> tuple[list[Status], bool, Ex
     return read, not thread.is_alive(), None
 
 
-def show(config: Config, stale: float | None, as_json: bool) -> int:
-    """--status: one line (or one JSON object) per camera; 0 when every camera is fresh,
-    STALE_EXIT when one is not or none has a status."""
+def show(config: Config, stale: float | None, as_json: bool, emit: Callable[[str], None]) -> int:
+    """--status: one line (or one JSON object) per camera, each handed to emit (which makes
+    a standard output that cannot be written cost a warning, never the exit code); 0 when
+    every camera is fresh, STALE_EXIT when one is not or none has a status."""
     started = time.monotonic()
     if not config.status_prefix:
         raise ConfigError(
@@ -216,14 +217,12 @@ def show(config: Config, stale: float | None, as_json: bool) -> int:
     cameras = [assess(name, fields, now, stale, problem) for name, fields, problem in statuses]
     fresh = bool(cameras) and all(camera["state"] in ("ok", "dark") for camera in cameras)
     if as_json:
-        print(
-            json.dumps({"ok": fresh, "stale_seconds": stale, "cameras": cameras}, allow_nan=False)
-        )
+        emit(json.dumps({"ok": fresh, "stale_seconds": stale, "cameras": cameras}, allow_nan=False))
     elif not cameras and complete:
-        print(f"no camera status under {config.status_prefix}:* at {mask_url(config.redis_url)}")
+        emit(f"no camera status under {config.status_prefix}:* at {mask_url(config.redis_url)}")
     else:
         for camera in cameras:
-            print(status_line(camera, now))
+            emit(status_line(camera, now))
     if failure is not None:
         raise failure
     if not complete:

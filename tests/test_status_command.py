@@ -51,6 +51,15 @@ def test_status_exits_1_for_a_camera_that_never_stored_a_shot(shoot, redis_db):
     )
 
 
+def test_status_whose_output_cannot_be_written_keeps_its_exit_code(shoot, redis_db):
+    shoot(CAMERA_NAME="shed", FAKE_CAMERA_FAULTS="absent")
+    with open("/dev/full", "w") as full:  # unbuffered, as on a terminal: written at once
+        result = shoot("--status", stdout=full, PYTHONUNBUFFERED="1")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("snap: warning: cannot write to standard output: ")
+
+
 def test_status_exits_1_when_no_camera_has_a_status(shoot, redis_db):
     result = shoot("--status")
 
