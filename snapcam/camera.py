@@ -289,12 +289,13 @@ def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
         log.warning("autofocus failed; capturing anyway")
 
 
-def capture(picam2, timeout: float, controls: str = "", profile: str = "") -> Shot:
+def capture(picam2, guard: Guard, timeout: float, controls: str = "", profile: str = "") -> Shot:
     buffer = io.BytesIO()
     try:
         metadata = bounded(
             picam2, lambda **wait: picam2.capture_file(buffer, format="jpeg", **wait), timeout
         )
+        guard.captured = True  # before any call: from here a stop signal waits for hold()
     except concurrent.futures.TimeoutError as error:
         raise CameraError(
             f"camera hung: no picture within {timeout:g} s", HUNG_NEXT_STEP
@@ -355,7 +356,7 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
             autofocus(picam2, config.autofocus_timeout, config.capture_timeout)
         guard.step(CAPTURING)
         timeout = night.capture_timeout(config.capture_timeout, in_force)
-        shot = capture(picam2, timeout, controls_text(controls), profile)
+        shot = capture(picam2, guard, timeout, controls_text(controls), profile)
         if on_capture is not None:
             on_capture(shot)
     except RuntimeError as error:

@@ -60,6 +60,9 @@ class Guard:
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
         self.saving_until = 0.0
+        # The camera has handed over a picture the guard does not hold yet: a stop signal
+        # waits for hold(), as it waits for a save.
+        self.captured = False
         self.pending_stop: Interrupted | None = None
         self.finishing = False  # the run's outcome is decided: a stop signal is only noted
         self.deadline = math.inf  # time.monotonic() at which the run is ended
@@ -70,10 +73,13 @@ class Guard:
         self.current_step = step
         log.debug("%.2f s: %s", time.monotonic() - self.started, step.name)
 
-    def hold(self, shot: Spooled) -> None:
-        """The shot to spool if the run is cut short."""
+    def hold(self, shot: Spooled | None) -> None:
+        """The shot to spool if the run is cut short (None: a dry run keeps nothing); a stop
+        signal that came since the capture ends the run now that the shot is held."""
         with self.lock:
             self.unsaved = shot
+            self.captured = False
+        self.raise_pending_stop()
 
     def release(self, key: str = "", timestamp: int = 0) -> None:
         """Redis has the shot, under `key`."""
@@ -104,10 +110,13 @@ class Guard:
                 else:
                     signal.setitimer(signal.ITIMER_REAL, 0)
         # A stop signal that came during the save ends the run now that the shot is safe.
+        self.raise_pending_stop()
+        return self.kept
+
+    def raise_pending_stop(self) -> None:
         stop, self.pending_stop = self.pending_stop, None
         if stop is not None and threading.current_thread() is threading.main_thread():
             raise stop
-        return self.kept
 
     def start(self, seconds: float, reason: str = "", exit_code: int = 0) -> None:
         """Arm the deadline: after `seconds`, end the run with `reason` (default: the step)."""
@@ -157,10 +166,10 @@ class Guard:
         # If the main thread is stuck where this exception cannot reach, end the run anyway.
         self.start(LAST_RESORT_SECONDS, f"stopped by {name}", exit_code)
         stop = Interrupted(f"stopped by {name}", exit_code)
-        if self.saving_until or self.finishing:
-            # Not raised mid-save, nor while the last line is written (blocking the signal
-            # would not do: another thread may take it, and Python runs the handler in the
-            # main thread all the same).
+        if self.saving_until or self.finishing or self.captured:
+            # Not raised mid-save, between a capture and its hold(), nor while the last line
+            # is written (blocking the signal would not do: another thread may take it, and
+            # Python runs the handler in the main thread all the same).
             self.pending_stop = stop
             return
         raise stop

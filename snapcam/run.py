@@ -86,8 +86,8 @@ def shot_kept(guard: Guard):
 def hold(guard: Guard, shot: Shot, config: Config, dry_run: bool) -> dict[str, Any]:
     """The shot's fields, held by the guard before anything else is done with them."""
     fields = shot_fields(shot, config.camera_name, config.camera_metadata)
-    if not dry_run:
-        guard.hold(Spooled(fields, config.image_key_prefix, shot.timestamp + config.image_expiry))
+    expires_at = shot.timestamp + config.image_expiry
+    guard.hold(None if dry_run else Spooled(fields, config.image_key_prefix, expires_at))
     if fields["lux"] == NO_LUX:
         log.info("this camera gives no Lux reading: lux stored as %d", NO_LUX)
     for name in config.camera_metadata:

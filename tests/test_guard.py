@@ -195,3 +195,17 @@ def test_saving_a_shot_arms_no_alarm_where_none_was(guard):
     guard.keep_unsaved()
 
     assert alarm_left() == 0
+
+
+def test_stop_signal_between_a_capture_and_its_hold_ends_the_run_once_the_shot_is_held(guard):
+    guard.spool.prepare()
+    guard.step(HUNG_CAPTURE)
+    guard.captured = True  # the camera has handed the picture over
+
+    guard.stop_on_signal(signal.SIGTERM, None)
+    with pytest.raises(Interrupted) as stop:
+        guard.hold(shot(1_700_000_000))
+
+    assert stop.value.exit_code == 143
+    assert guard.keep_unsaved().startswith("; kept in spool")
+    assert len(spooled(guard.spool.directory)) == 1
