@@ -237,14 +237,17 @@ def start_camera(picam2, config: Config) -> None:
 
 def check_light(picam2, config: Config, metadata: dict | None) -> dict:
     """TooDark when the camera's lux is below MIN_LUX; a camera without a lux reading passes.
-    metadata None: no frame was read yet (no settling), so one is read for its lux. The
-    metadata the lux was read from ({} if none came)."""
-    if metadata is None:
+    No metadata (no settling, or no frame came while it waited): one frame is read for its
+    lux, as long as the controls let a frame take. The metadata the lux was read from ({}
+    if none came, with a warning)."""
+    if not metadata:
+        timeout = night.capture_timeout(config.capture_timeout, config.camera_controls)
         try:
-            metadata = bounded(picam2, picam2.capture_metadata, config.capture_timeout)
+            metadata = bounded(picam2, picam2.capture_metadata, timeout)
         except concurrent.futures.TimeoutError:
             cancel_pending(picam2)
-            return {}  # the capture that follows says the camera hung
+            log.warning("no frame within %g s to read the light from: taken as enough", timeout)
+            return {}
     lux = lux_reading(metadata)
     if lux != NO_LUX and config.min_lux is not None and lux < config.min_lux:
         raise TooDark(lux, config.min_lux)

@@ -91,3 +91,16 @@ def test_min_lux_unset_reads_no_extra_frame(shoot, redis_db, camera_dir):
 
     assert "capture_metadata" not in camera_events(camera_dir)
     assert len(redis_db.keys("image:*")) == 1
+
+
+def test_scene_whose_frames_outlast_the_settling_is_still_skipped_as_dark(shoot, redis_db):
+    result = shoot(
+        SETTLE_TIMEOUT="1",
+        FAKE_CAMERA_FPS="0.5",  # the first frame comes after the settling gave up
+        CAMERA_CONTROLS="FrameDurationLimits=100000,2000000",
+        **DARK,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("skipped: too dark (lux 3 < MIN_LUX 10)")
+    assert redis_db.keys("image:*") == []
