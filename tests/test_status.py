@@ -211,3 +211,15 @@ def test_failure_line_kept_in_the_status_never_shows_the_password(make_config, g
     state = status.read_state(status.state_path(config))
     assert "s3cret-pw" not in state["last_error"]
     assert state["last_error"].startswith("Redis refused access at redis://")
+
+
+def test_failed_run_records_when_it_ran(make_config, guard):
+    config = make_config(CAMERA_NAME="garden")
+    guard.spool.prepare()
+    before = int(time.time())
+
+    status.record_failure(config, guard, 69, "camera 0 not available", False)
+
+    state = status.read_state(status.state_path(config))
+    assert state["last_run"] >= before
+    assert state["last_run"] == state["last_failure"]
