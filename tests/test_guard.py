@@ -17,6 +17,14 @@ from snapcam.guard import LAST_RESORT_SECONDS, SAVE_SECONDS, Step
 HUNG_CAPTURE = Step("capturing", os.EX_UNAVAILABLE, "check the camera's cable")
 
 
+@pytest.fixture
+def reports(guard) -> list:
+    """What the guard reports as its watchdog ends the run: (line, exit code) each time."""
+    lines: list = []
+    guard.on_expire = lambda line, exit_code: lines.append((line, exit_code))
+    return lines
+
+
 def alarm_left() -> float:
     return signal.getitimer(signal.ITIMER_REAL)[0]
 
@@ -108,12 +116,10 @@ def test_deadline_never_arms_the_last_resort_alarm_before_a_save_ends(guard):
     assert alarm_left() > 59
 
 
-def test_watchdog_keeps_the_held_shot_and_ends_with_the_steps_code_and_hint(guard, caplog):
+def test_watchdog_keeps_the_held_shot_and_ends_with_the_steps_code_and_hint(guard, reports):
     guard.spool.prepare()
     guard.hold(shot(1_700_000_000))
     guard.step(HUNG_CAPTURE)
-    reports = []
-    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
 
     with pytest.raises(Exited) as ended:
         guard.expire(5, "", 0)
@@ -126,11 +132,9 @@ def test_watchdog_keeps_the_held_shot_and_ends_with_the_steps_code_and_hint(guar
     assert len(spooled(guard.spool.directory)) == 1
 
 
-def test_watchdog_after_redis_has_the_shot_ends_the_run_with_success(guard):
+def test_watchdog_after_redis_has_the_shot_ends_the_run_with_success(guard, reports):
     guard.step(HUNG_CAPTURE)
     guard.release("image:1700000000", 1_700_000_000)
-    reports = []
-    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
 
     with pytest.raises(Exited) as ended:
         guard.expire(5, "", 0)
@@ -139,10 +143,8 @@ def test_watchdog_after_redis_has_the_shot_ends_the_run_with_success(guard):
     assert reports == [("run timed out after 5 s while capturing", os.EX_OK)]
 
 
-def test_watchdog_with_its_own_reason_ends_with_its_own_code_and_line(guard):
+def test_watchdog_with_its_own_reason_ends_with_its_own_code_and_line(guard, reports):
     guard.step(HUNG_CAPTURE)
-    reports = []
-    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
 
     with pytest.raises(Exited) as ended:
         guard.expire(2, "stopped by SIGTERM", 143)
@@ -151,12 +153,12 @@ def test_watchdog_with_its_own_reason_ends_with_its_own_code_and_line(guard):
     assert reports == [("stopped by SIGTERM", 143)]
 
 
-def test_watchdog_that_cannot_keep_the_shot_says_it_is_lost_and_still_ends_the_run(guard, tmp_path):
+def test_watchdog_that_cannot_keep_the_shot_says_it_is_lost_and_still_ends_the_run(
+    guard, tmp_path, reports
+):
     (tmp_path / "spool").write_text("a file where the spool's directory should be")
     guard.hold(shot(1_700_000_000))
     guard.step(HUNG_CAPTURE)
-    reports = []
-    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
 
     with pytest.raises(Exited) as ended:
         guard.expire(5, "", 0)
@@ -166,10 +168,11 @@ def test_watchdog_that_cannot_keep_the_shot_says_it_is_lost_and_still_ends_the_r
     assert line.startswith("run timed out after 5 s while capturing; the shot is lost: ")
 
 
-def test_stop_signal_the_run_swallowed_ends_it_after_the_last_resort_delay(guard, monkeypatch):
+def test_stop_signal_the_run_swallowed_ends_it_after_the_last_resort_delay(
+    guard, monkeypatch, reports
+):
     guard.finishing = True  # the signal is only noted: the run is left to end by itself
-    reports, exits = [], []
-    guard.on_expire = lambda line, exit_code: reports.append((line, exit_code))
+    exits = []
     monkeypatch.setattr(guard, "exit", exits.append)
 
     guard.stop_on_signal(signal.SIGTERM, None)
