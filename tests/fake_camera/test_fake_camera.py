@@ -625,10 +625,12 @@ def test_fake_camera_fps_sets_the_frame_rate(fake, monkeypatch):
     assert 4 <= frames_read_within(cam, 0.5) <= 6
 
 
-def test_sensor_timestamps_are_one_frame_apart(fake):
+def test_sensor_timestamps_are_whole_frames_apart(fake):
     cam = started(fake)
     first, second = (cam.capture_metadata(wait=1)["SensorTimestamp"] for _ in range(2))
-    assert second - first == pytest.approx(1e9 / 30, abs=1e3)
+    frames = (second - first) / (1e9 / 30)  # one, or more if the second call came late
+    assert round(frames) >= 1
+    assert frames == pytest.approx(round(frames), abs=1e-4)
 
 
 def test_frame_duration_follows_the_frame_rate(fake, monkeypatch):
