@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, camera, logs, status, store
 from .config import SETTINGS, Config, load_config
-from .errors import EXIT_CODES, CameraError, Interrupted, SnapError, UsageError, describe
+from .errors import (
+    EXIT_CODES,
+    CameraError,
+    Interrupted,
+    SnapError,
+    Unavailable,
+    UsageError,
+    describe,
+)
 from .guard import Guard
 from .masking import MaskingFilter, mask_text, mask_url
 from .run import run_shot
@@ -309,10 +317,6 @@ def take_shot(config: Config, guard: Guard, args: argparse.Namespace) -> int:
     guard.on_expire = status.watchdog_report(config, guard)
     with status.recording(config, guard):
         return shot()
-
-
-class Unavailable(SnapError):
-    exit_code = os.EX_UNAVAILABLE
 
 
 def run_redis_cli(config: Config, arguments: list[str]) -> int:

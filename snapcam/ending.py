@@ -5,7 +5,8 @@ written or given up within its bound, every line written. The interpreter would 
 finalise every module and object it made, one by one: about 30 ms, a twentieth of a shot's
 wall time, that changes nothing on disk, in Redis or on the screen. end() does what of that
 teardown matters, as the interpreter orders it, and skips the rest with os._exit().
-Imports nothing of snap's: snap.py calls it with main()'s exit code, and nothing else does.
+Imports nothing of snap's: snap.py calls end() with main()'s exit code; the watchdog's own
+end (guard.py) flushes the streams the same way.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import sys
 import threading
 
 
-def flush(stream) -> None:
-    """Flush a standard stream; closed, full or a broken pipe, it changes nothing."""
-    try:
-        stream.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
+def flush_streams() -> None:
+    """Flush standard output and error; closed, full or a broken pipe, that changes nothing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
 
 
 def end(exit_code: int) -> None:
@@ -34,6 +36,5 @@ def end(exit_code: int) -> None:
         if thread is not current and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()  # what Py_Finalize runs first; errors are printed, not raised
-    for stream in (sys.stdout, sys.stderr):
-        flush(stream)
+    flush_streams()
     os._exit(exit_code)

@@ -63,10 +63,14 @@ class ConfigError(SnapError):
     exit_code = os.EX_CONFIG
 
 
-class CameraError(SnapError):
-    """No camera, a busy one, or one that failed or hung."""
+class Unavailable(SnapError):
+    """Something snap needs is not there: a camera, a package, a program."""
 
     exit_code = os.EX_UNAVAILABLE
+
+
+class CameraError(Unavailable):
+    """No camera, a busy one, or one that failed or hung."""
 
 
 class WriteError(SnapError):

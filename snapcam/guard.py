@@ -12,12 +12,12 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import keeping
+from .ending import flush_streams
 from .errors import Interrupted
 
 if TYPE_CHECKING:
@@ -153,11 +153,7 @@ class Guard:
     @staticmethod
     def exit(exit_code: int) -> None:
         """End the process now; standard streams closed, full or broken change nothing."""
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
+        flush_streams()
         os._exit(exit_code)
 
     def stop_on_signal(self, signal_number: int, frame) -> None:

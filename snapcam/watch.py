@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import store
 from .errors import ConfigError, TemporaryFailure
 from .masking import mask_url
-from .status import STATE_FIELDS
+from .status import STATE_FIELDS, bounded
 
 if TYPE_CHECKING:
     from .config import Config
@@ -179,24 +178,15 @@ def read_in_time(config: Config, seconds: float) -> tuple[list[Status], bool, Ex
     stopped the reading, if one did (the statuses read before it are listed all the same)."""
     client = store.redis_client(config)
     found: list[Status] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            read_statuses(client, config, found)
-        except BaseException as error:
-            failure.append(error)
-
-    thread = threading.Thread(target=work, name="snap-status-read", daemon=True)
-    thread.start()
-    thread.join(max(seconds, 0))
+    failure = bounded(lambda: read_statuses(client, config, found), seconds)
     read = sorted(found[:], key=lambda status: status[0])
-    if failure:
-        error = failure[0]
-        if not isinstance(error, store.redis_errors()):
-            raise error
-        return read, False, store.redis_failure(error, config)
-    return read, not thread.is_alive(), None
+    if failure is None:
+        return read, True, None
+    if isinstance(failure, store.redis_errors()):
+        return read, False, store.redis_failure(failure, config)
+    if isinstance(failure, TimeoutError):  # still reading when the time was up
+        return read, False, None
+    raise failure
 
 
 def show(config: Config, stale: float | None, as_json: bool, emit: Callable[[str], None]) -> int:
