@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import errno
-import io
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from .exposure import wait_for_exposure
 from .guard import Step
 from .jobs import bounded, cancel_pending, has_timeouts
 from .shot import NO_LUX, Shot, lux_reading
+from .sink import JpegSink
 
 if TYPE_CHECKING:
     from .config import Config
@@ -293,10 +293,10 @@ def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
 
 
 def capture(picam2, guard: Guard, timeout: float, controls: str = "", profile: str = "") -> Shot:
-    buffer = io.BytesIO()
+    sink = JpegSink()
     try:
         metadata = bounded(
-            picam2, lambda **wait: picam2.capture_file(buffer, format="jpeg", **wait), timeout
+            picam2, lambda **wait: picam2.capture_file(sink, format="jpeg", **wait), timeout
         )
         guard.captured = True  # before any call: from here a stop signal waits for hold()
     except concurrent.futures.TimeoutError as error:
@@ -310,8 +310,7 @@ def capture(picam2, guard: Guard, timeout: float, controls: str = "", profile: s
         if "not supported" not in str(error):
             raise
         raise unencodable(picam2, error) from error
-    # getbuffer(), not getvalue(): the JPEG reaches the socket without another copy.
-    return Shot(buffer.getbuffer(), metadata, int(time.time()), controls, profile)
+    return Shot(sink.jpeg(), metadata, int(time.time()), controls, profile)
 
 
 def unencodable(picam2, error: Exception) -> CameraError:

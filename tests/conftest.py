@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -378,3 +379,38 @@ def dotenv(checkout, redis_server, camera_dir) -> Path:
     path = checkout / ".env"
     write_env(path, REDIS_URL=redis_server.url, LOCK_DIR=str(camera_dir), **SNAP_DEFAULTS)
     return path
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """The fake picamera2 and libcamera imported into this process, with a clean environment."""
+    for name in list(os.environ):
+        if name.startswith("FAKE_CAMERA_") or name == "LIBCAMERA_LOG_LEVELS":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FAKE_CAMERA_DIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(FAKE_CAMERA))
+    ours = ("picamera2", "libcamera")
+    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in ours}
+    import libcamera
+    import picamera2
+
+    opened = []
+
+    class Picamera2(picamera2.Picamera2):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    def events():
+        log = tmp_path / "events.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    yield types.SimpleNamespace(
+        Picamera2=Picamera2, picamera2=picamera2, libcamera=libcamera, events=events, dir=tmp_path
+    )
+    for cam in opened:
+        cam.cancel_all_and_flush()
+        cam.close()
+    for name in [n for n in sys.modules if n.split(".")[0] in ours]:
+        del sys.modules[name]
+    sys.modules.update(saved)

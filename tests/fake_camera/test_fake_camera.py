@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 from helpers import FAKE_CAMERA, camera_events
@@ -22,41 +21,6 @@ RED_CORNER = {  # (hflip, vflip) -> the corner where the red block of the test p
     (False, True): "bottom-left",
     (True, True): "bottom-right",
 }
-
-
-@pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """The fake picamera2 and libcamera imported into this process, with a clean environment."""
-    for name in list(os.environ):
-        if name.startswith("FAKE_CAMERA_") or name == "LIBCAMERA_LOG_LEVELS":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FAKE_CAMERA_DIR", str(tmp_path))
-    monkeypatch.syspath_prepend(FAKE)
-    ours = ("picamera2", "libcamera")
-    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] in ours}
-    import libcamera
-    import picamera2
-
-    opened = []
-
-    class Picamera2(picamera2.Picamera2):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            opened.append(self)
-
-    def events():
-        log = tmp_path / "events.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-    yield types.SimpleNamespace(
-        Picamera2=Picamera2, picamera2=picamera2, libcamera=libcamera, events=events, dir=tmp_path
-    )
-    for cam in opened:
-        cam.cancel_all_and_flush()
-        cam.close()
-    for name in [n for n in sys.modules if n.split(".")[0] in ours]:
-        del sys.modules[name]
-    sys.modules.update(saved)
 
 
 def started(fake, main=SMALL, **still):
@@ -816,6 +780,46 @@ def test_fake_camera_jpeg_bytes_are_written_as_they_are(fake, monkeypatch, tmp_p
     buffer = io.BytesIO()
     started(fake).capture_file(buffer, format="jpeg", wait=1)
     assert buffer.getvalue() == prepared.read_bytes()
+
+
+class WritesSeen(io.BytesIO):
+    """A BytesIO that remembers each write, as picamera2 makes them."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+        return super().write(data)
+
+
+def test_jpeg_from_0_3_26_is_spliced_with_its_exif_in_three_writes(fake):
+    seen = WritesSeen()
+    started(fake).capture_file(seen, format="jpeg", wait=5)
+    head, exif, rest = seen.writes
+    assert head[:4] == b"\xff\xd8\xff\xe1" and int.from_bytes(head[4:6], "big") == len(exif) + 2
+    assert exif.startswith(b"Exif\x00\x00") and rest.startswith(b"\xff")
+    assert Image.open(io.BytesIO(seen.getvalue())).getexif()[0x0131] == "Picamera2"
+
+
+def test_jpeg_before_0_3_26_is_written_in_pillows_blocks(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_CAMERA_FAULTS", "before-0.3.27")
+    seen = WritesSeen()
+    started(fake, main={"size": (1920, 1080)}).capture_file(seen, format="jpeg", wait=5)
+    assert len(seen.writes) > 1
+    assert Image.open(io.BytesIO(seen.getvalue())).getexif()[0x0131] == "Picamera2"
+
+
+def test_fake_camera_jpeg_bytes_before_0_3_26_come_in_pillows_blocks(fake, monkeypatch, tmp_path):
+    prepared = tmp_path / "prepared.jpg"
+    prepared.write_bytes(os.urandom(200_000))
+    monkeypatch.setenv("FAKE_CAMERA_JPEG", str(prepared))
+    monkeypatch.setenv("FAKE_CAMERA_FAULTS", "before-0.3.27")
+    seen = WritesSeen()
+    started(fake).capture_file(seen, format="jpeg", wait=5)
+    assert [len(write) for write in seen.writes] == [65536, 65536, 65536, 3392]
+    assert seen.getvalue() == prepared.read_bytes()
 
 
 # The log of calls

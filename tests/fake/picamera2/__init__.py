@@ -97,7 +97,7 @@ from pathlib import Path
 
 import libcamera
 from libcamera import ColorSpace, Transform
-from PIL import Image, TiffImagePlugin
+from PIL import Image, ImageFile, TiffImagePlugin
 
 from .job import Job
 
@@ -153,6 +153,18 @@ STREAM_KEYS = ("format", "size", "stride", "preserve_ar")[
 # dropped (dropFrameCount_, non-zero on a first start with auto exposure); from
 # v0.5.1+rpt20250707 a raw stream in every request means none.
 STARTUP_DROPS_NEED_RAW = _V < (0, 3, 30)
+
+
+def _as_written(data, faster_jpeg):
+    """FAKE_CAMERA_JPEG's bytes, the file as written (EXIF and all), in the writes picamera2
+    makes: one from v0.3.26 (request.py save()), Pillow's blocks of ImageFile.MAXBLOCK
+    bytes before (Pillow's ImageFile._save())."""
+    if faster_jpeg:
+        return [data]
+    return [
+        data[start : start + ImageFile.MAXBLOCK]
+        for start in range(0, len(data), ImageFile.MAXBLOCK)
+    ]
 
 
 class CompletedRequest:
@@ -1168,21 +1180,37 @@ class Picamera2:
             image.save(file_output, format=format, quality=quality, compress_level=compress_level)
             return
         jpeg_path = os.environ.get("FAKE_CAMERA_JPEG")
-        if jpeg_path:
-            data = Path(jpeg_path).read_bytes()
-        else:
-            encoded = io.BytesIO()
-            image = self._image(stream["size"])
-            image.save(encoded, "JPEG", quality=quality, exif=self._exif(metadata))
-            data = encoded.getvalue()
         out = file_output if isinstance(file_output, io.BytesIO) else open(file_output, "wb")
         try:
-            out.write(data)
+            if jpeg_path:
+                for part in _as_written(Path(jpeg_path).read_bytes(), faster_jpeg):
+                    out.write(part)
+            elif faster_jpeg:
+                for part in self._simplejpeg_writes(stream["size"], quality, metadata):
+                    out.write(part)
+            else:  # v0.3.25 helpers.save(): Pillow writes to file_output in blocks of its own
+                image = self._image(stream["size"])
+                image.save(out, "JPEG", quality=quality, exif=self._exif(metadata))
         except Exception:
             pass  # picamera2 swallows write errors here
         finally:
             if out is not file_output:
                 out.close()
+
+    def _simplejpeg_writes(self, size, quality, metadata):
+        """v0.3.30 request.py save(): simplejpeg's bytes in one write or, with EXIF data, in
+        three that splice an APP1 segment in after the first two bytes."""
+        encoded = io.BytesIO()  # what simplejpeg returns: a JPEG without EXIF
+        self._image(size).save(encoded, "JPEG", quality=quality)
+        output_bytes = encoded.getvalue()
+        exif = self._exif(metadata)
+        if not exif:
+            return [output_bytes]
+        return [
+            output_bytes[:2] + bytes.fromhex("ffe1") + (len(exif) + 2).to_bytes(2, "big"),
+            exif,
+            output_bytes[2:],
+        ]
 
     def _image(self, size):
         """The same picture every time: flat, with a red block in the top-left corner and a

@@ -1,0 +1,53 @@
+"""The JPEG sink keeps what picamera2 writes without copying it."""
+
+import io
+import os
+import tracemalloc
+
+from snapcam.camera import capture
+from snapcam.guard import Guard
+from snapcam.sink import JpegSink
+
+
+def test_sink_is_a_bytesio_to_picamera2():
+    assert isinstance(JpegSink(), io.BytesIO)
+
+
+def test_jpeg_written_at_once_is_kept_without_a_copy():
+    sink = JpegSink()
+    jpeg = os.urandom(1000)
+    sink.write(jpeg)
+    assert sink.jpeg().obj is jpeg
+
+
+def test_jpeg_written_in_parts_is_joined_in_order():
+    sink = JpegSink()
+    for part in (b"\xff\xd8", b"Exif", b"rest\xff\xd9"):
+        sink.write(part)
+    assert bytes(sink.jpeg()) == b"\xff\xd8Exifrest\xff\xd9"
+
+
+def test_buffer_its_writer_may_reuse_is_copied():
+    sink = JpegSink()
+    reused = bytearray(b"first")
+    assert sink.write(memoryview(reused)) == 5
+    reused[:] = b"later"
+    assert bytes(sink.jpeg()) == b"first"
+
+
+def test_capture_holds_the_jpeg_picamera2_wrote_once(fake, monkeypatch, tmp_path):
+    size = 4_000_000
+    written = tmp_path / "shot.jpg"
+    written.write_bytes(os.urandom(size))
+    monkeypatch.setenv("FAKE_CAMERA_JPEG", str(written))
+    cam = fake.Picamera2()
+    cam.configure(cam.create_still_configuration(main={"size": (64, 64)}))
+    cam.start()
+    tracemalloc.start()
+    try:
+        shot = capture(cam, Guard(), 5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shot.jpeg == written.read_bytes()
+    assert peak < 1.5 * size  # a BytesIO would hold it twice over
