@@ -7,6 +7,8 @@ is a ConfigError naming it. Importing this module loads neither redis nor picame
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import re
@@ -277,8 +279,28 @@ def check_status_prefix(env, values: dict[str, Any]) -> None:
         )
 
 
+@contextlib.contextmanager
+def garbage_collected():
+    """Collect the cyclic garbage made in the block, and only that. snap.py turns the collector
+    off for a run, and importing environs and marshmallow leaves some 300 objects in cycles
+    (functions and classes made and dropped), memory the camera can use instead. What existed
+    before is frozen meanwhile, so that the collection scans only the block's objects (about
+    2 ms)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.unfreeze()
+
+
 def load_config(env_file: Path | None) -> Config:
     """Read and validate every variable from the environment and the .env file."""
+    with garbage_collected():
+        return read_config(env_file)
+
+
+def read_config(env_file: Path | None) -> Config:
     from environs import Env
 
     if env_file is not None and not os.path.lexists(env_file):

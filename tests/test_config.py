@@ -138,6 +138,19 @@ def test_importing_the_configuration_loads_neither_redis_nor_picamera2():
     assert result.stdout == "[]\n"
 
 
+def test_reading_the_configuration_leaves_no_cyclic_garbage(tmp_path):
+    code = (
+        "import gc; gc.disable(); from snapcam import config; gc.collect(); "
+        "config.load_config(None); print(gc.collect())"
+    )
+    environment = {"PATH": "/usr/bin:/bin", "SPOOL_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+
+    assert result.stdout == "0\n", result.stderr
+
+
 TIMEOUTS = [name for name, setting in config.SETTINGS.items() if setting.name.endswith("TIMEOUT")]
 
 
