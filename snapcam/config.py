@@ -290,8 +290,10 @@ def garbage_collected():
     try:
         yield
     finally:
-        gc.collect()
-        gc.unfreeze()
+        try:
+            gc.collect()
+        finally:
+            gc.unfreeze()
 
 
 def load_config(env_file: Path | None) -> Config:

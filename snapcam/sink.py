@@ -1,12 +1,15 @@
 """Where picamera2 writes a shot's JPEG: the bytes it writes are kept, not copied.
 
-picamera2 writes a JPEG to an io.BytesIO it is handed (it checks with isinstance), and a
-BytesIO copies each write into a buffer of its own: for a moment the picture is in memory
-twice over, or three times. From picamera2 0.3.26 on, simplejpeg hands over the whole JPEG
-as one bytes object, written at once, or in three writes that splice an EXIF segment in
-after its first two bytes (request.py save()); before 0.3.26, Pillow writes it in blocks of
-64 KiB (helpers.save(), then Pillow's ImageFile._save()). Either way the writer only calls
-write(), flush() and fileno() (which a BytesIO refuses, as here).
+picamera2 writes a JPEG to a file object it is handed, here an io.BytesIO (from 0.3.26 it
+must be one: request.py save() checks with isinstance), and a BytesIO copies each write
+into a buffer of its own: for a moment the picture is in memory twice over, or three times.
+From picamera2 0.3.26, the JPEG of a camera module comes from simplejpeg as one bytes
+object, written at once, or in three writes that splice the EXIF segment in after its first
+two bytes (a slice of it, itself a copy, comes last). Before 0.3.26, and for a USB camera's
+MJPEG stream on any version, Pillow writes it in blocks of about 64 KiB (helpers.save(),
+then Pillow's ImageFile._save()). Neither does more with the object than write(),
+writelines() in principle, flush(), fileno() (which a BytesIO refuses, as here) and a look
+at its name, which a BytesIO has none of.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ class JpegSink(io.BytesIO):
         part = data if type(data) is bytes else bytes(data)
         self.parts.append(part)
         return len(part)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
 
     def jpeg(self) -> memoryview:
         """All that was written, as one buffer: the one bytes object itself if it came in one

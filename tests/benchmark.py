@@ -243,12 +243,25 @@ def encoded_noise(width: int, height: int) -> bytes:
     return output.getvalue()
 
 
+def with_exif(jpeg: bytes) -> bytes:
+    """The JPEG with an EXIF segment spliced in after its first two bytes, as picamera2 0.3.26
+    and later write a camera module's shot (request.py save()); the fake camera then hands
+    it over in picamera2's three writes."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "Raspberry Pi"  # Make
+    exif[0x0131] = "Picamera2"  # Software
+    segment = exif.tobytes()
+    return jpeg[:2] + b"\xff\xe1" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]
+
+
 def noise_jpeg(directory: Path, megabytes: float) -> Jpeg:
-    """A 4:3 JPEG of random noise of about `megabytes` MB: noise does not compress, so the
-    size follows the pixel count."""
+    """A 4:3 JPEG of random noise of about `megabytes` MB, with a camera's EXIF segment:
+    noise does not compress, so the size follows the pixel count."""
     bytes_per_pixel = len(encoded_noise(256, 256)) / 256**2
     height = max(16, round((megabytes * 1e6 / bytes_per_pixel * 3 / 4) ** 0.5))
-    data = encoded_noise(height * 4 // 3, height)
+    data = with_exif(encoded_noise(height * 4 // 3, height))
     path = directory / f"{megabytes:g}MB.jpg"
     path.write_bytes(data)
     return Jpeg(megabytes, path, len(data))

@@ -385,7 +385,10 @@ def dotenv(checkout, redis_server, camera_dir) -> Path:
 def fake(monkeypatch, tmp_path):
     """The fake picamera2 and libcamera imported into this process, with a clean environment."""
     for name in list(os.environ):
-        if name.startswith("FAKE_CAMERA_") or name == "LIBCAMERA_LOG_LEVELS":
+        if name.startswith("FAKE_CAMERA_") or name in (
+            "FAKE_PICAMERA2_VERSION",
+            "LIBCAMERA_LOG_LEVELS",
+        ):
             monkeypatch.delenv(name)
     monkeypatch.setenv("FAKE_CAMERA_DIR", str(tmp_path))
     monkeypatch.syspath_prepend(str(FAKE_CAMERA))

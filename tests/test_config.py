@@ -138,17 +138,28 @@ def test_importing_the_configuration_loads_neither_redis_nor_picamera2():
     assert result.stdout == "[]\n"
 
 
-def test_reading_the_configuration_leaves_no_cyclic_garbage(tmp_path):
+def garbage_after_reading(tmp_path, before: str = "pass") -> str:
+    """What gc.collect() finds after load_config() in a process run as snap.py runs, with the
+    collector off; `before` runs just before load_config()."""
+    (tmp_path / "empty.env").write_text("")
     code = (
-        "import gc; gc.disable(); from snapcam import config; gc.collect(); "
-        "config.load_config(None); print(gc.collect())"
+        "import gc, pathlib; gc.disable(); from snapcam import config; gc.collect(); "
+        f"{before}; config.load_config(pathlib.Path('empty.env')); print(gc.collect())"
     )
-    environment = {"PATH": "/usr/bin:/bin", "SPOOL_DIR": str(tmp_path)}
+    environment = {"PATH": "/usr/bin:/bin", "SPOOL_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
-    assert result.stdout == "0\n", result.stderr
+
+def test_reading_the_configuration_leaves_no_cyclic_garbage(tmp_path):
+    assert garbage_after_reading(tmp_path) == "0\n"
+
+
+def test_reading_the_configuration_collects_none_of_what_came_before(tmp_path):
+    assert garbage_after_reading(tmp_path, "cycle = []; cycle.append(cycle); del cycle") == "1\n"
 
 
 TIMEOUTS = [name for name, setting in config.SETTINGS.items() if setting.name.endswith("TIMEOUT")]

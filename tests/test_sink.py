@@ -27,6 +27,13 @@ def test_jpeg_written_in_parts_is_joined_in_order():
     assert bytes(sink.jpeg()) == b"\xff\xd8Exifrest\xff\xd9"
 
 
+def test_lines_written_at_once_are_kept_in_order():
+    sink = JpegSink()
+    sink.write(b"\xff\xd8")
+    sink.writelines([b"Exif", b"rest\xff\xd9"])
+    assert bytes(sink.jpeg()) == b"\xff\xd8Exifrest\xff\xd9"
+
+
 def test_buffer_its_writer_may_reuse_is_copied():
     sink = JpegSink()
     reused = bytearray(b"first")

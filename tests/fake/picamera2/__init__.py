@@ -155,16 +155,29 @@ STREAM_KEYS = ("format", "size", "stride", "preserve_ar")[
 STARTUP_DROPS_NEED_RAW = _V < (0, 3, 30)
 
 
-def _as_written(data, faster_jpeg):
-    """FAKE_CAMERA_JPEG's bytes, the file as written (EXIF and all), in the writes picamera2
-    makes: one from v0.3.26 (request.py save()), Pillow's blocks of ImageFile.MAXBLOCK
-    bytes before (Pillow's ImageFile._save())."""
-    if faster_jpeg:
-        return [data]
-    return [
-        data[start : start + ImageFile.MAXBLOCK]
-        for start in range(0, len(data), ImageFile.MAXBLOCK)
-    ]
+def _as_written(data, simplejpeg):
+    """The JPEG file `data`, in the writes picamera2 makes of it. On the simplejpeg path
+    (v0.3.26 request.py save()): one write or, for a file that begins with an APP1 (EXIF)
+    segment, the three that splice it in: the head, the segment, then a slice of the rest
+    (a copy, made as it is written). Else Pillow's blocks of ImageFile.MAXBLOCK bytes
+    (ImageFile._save(); Pillow's own end where libjpeg stops, a little short of it)."""
+    if not simplejpeg:
+        for start in range(0, len(data), ImageFile.MAXBLOCK):
+            yield data[start : start + ImageFile.MAXBLOCK]
+    elif data[2:4] != b"\xff\xe1":
+        yield data
+    else:
+        app1_end = 4 + int.from_bytes(data[4:6], "big")
+        yield data[:6]
+        yield data[6:app1_end]
+        yield data[app1_end:]
+
+
+def _spliced(jpeg, exif):
+    """simplejpeg's JPEG as picamera2 writes it: the EXIF segment after the first two bytes."""
+    if not exif:
+        return jpeg
+    return jpeg[:2] + bytes.fromhex("ffe1") + (len(exif) + 2).to_bytes(2, "big") + exif + jpeg[2:]
 
 
 class CompletedRequest:
@@ -1180,37 +1193,29 @@ class Picamera2:
             image.save(file_output, format=format, quality=quality, compress_level=compress_level)
             return
         jpeg_path = os.environ.get("FAKE_CAMERA_JPEG")
+        # v0.3.26 request.py save(): simplejpeg for every stream but MJPEG, which Pillow
+        # re-encodes as before (helpers.save(), no try: its errors reach the caller).
+        simplejpeg = faster_jpeg and stream["format"] != "MJPEG"
+        if jpeg_path:
+            output_bytes = Path(jpeg_path).read_bytes()
+        elif simplejpeg:
+            encoded = io.BytesIO()  # what simplejpeg returns: a JPEG without EXIF
+            self._image(stream["size"]).save(encoded, "JPEG", quality=quality)
+            output_bytes = _spliced(encoded.getvalue(), self._exif(metadata))
+        else:
+            image = self._image(stream["size"])
+            image.save(file_output, "JPEG", quality=quality, exif=self._exif(metadata))
+            return
+        # output_bytes stays alive while it is written, as picamera2's own does.
         out = file_output if isinstance(file_output, io.BytesIO) else open(file_output, "wb")
         try:
-            if jpeg_path:
-                for part in _as_written(Path(jpeg_path).read_bytes(), faster_jpeg):
-                    out.write(part)
-            elif faster_jpeg:
-                for part in self._simplejpeg_writes(stream["size"], quality, metadata):
-                    out.write(part)
-            else:  # v0.3.25 helpers.save(): Pillow writes to file_output in blocks of its own
-                image = self._image(stream["size"])
-                image.save(out, "JPEG", quality=quality, exif=self._exif(metadata))
+            for part in _as_written(output_bytes, simplejpeg):
+                out.write(part)
         except Exception:
-            pass  # picamera2 swallows write errors here
+            pass  # v0.3.26 request.py save() swallows write errors
         finally:
             if out is not file_output:
                 out.close()
-
-    def _simplejpeg_writes(self, size, quality, metadata):
-        """v0.3.30 request.py save(): simplejpeg's bytes in one write or, with EXIF data, in
-        three that splice an APP1 segment in after the first two bytes."""
-        encoded = io.BytesIO()  # what simplejpeg returns: a JPEG without EXIF
-        self._image(size).save(encoded, "JPEG", quality=quality)
-        output_bytes = encoded.getvalue()
-        exif = self._exif(metadata)
-        if not exif:
-            return [output_bytes]
-        return [
-            output_bytes[:2] + bytes.fromhex("ffe1") + (len(exif) + 2).to_bytes(2, "big"),
-            exif,
-            output_bytes[2:],
-        ]
 
     def _image(self, size):
         """The same picture every time: flat, with a red block in the top-left corner and a
