@@ -42,11 +42,10 @@ def test_buffer_its_writer_may_reuse_is_copied():
     assert bytes(sink.jpeg()) == b"first"
 
 
-def test_capture_holds_the_jpeg_picamera2_wrote_once(fake, monkeypatch, tmp_path):
-    size = 4_000_000
-    written = tmp_path / "shot.jpg"
-    written.write_bytes(os.urandom(size))
-    monkeypatch.setenv("FAKE_CAMERA_JPEG", str(written))
+def capture_peak(fake, monkeypatch, path, written: bytes) -> int:
+    """The most memory Python held at once while capture() took the prepared JPEG."""
+    path.write_bytes(written)
+    monkeypatch.setenv("FAKE_CAMERA_JPEG", str(path))
     cam = fake.Picamera2()
     cam.configure(cam.create_still_configuration(main={"size": (64, 64)}))
     cam.start()
@@ -56,5 +55,20 @@ def test_capture_holds_the_jpeg_picamera2_wrote_once(fake, monkeypatch, tmp_path
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert shot.jpeg == written.read_bytes()
+    assert shot.jpeg == written
+    return peak
+
+
+def test_capture_holds_a_jpeg_written_in_one_go_once(fake, monkeypatch, tmp_path):
+    size = 4_000_000
+    peak = capture_peak(fake, monkeypatch, tmp_path / "shot.jpg", os.urandom(size))
     assert peak < 1.5 * size  # a BytesIO would hold it twice over
+
+
+def test_capture_holds_a_jpeg_spliced_with_its_exif_twice_at_most(fake, monkeypatch, tmp_path):
+    size = 4_000_000
+    exif = b"Exif\x00\x00" + os.urandom(200)
+    app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big")
+    written = b"\xff\xd8" + app1 + exif + os.urandom(size)
+    peak = capture_peak(fake, monkeypatch, tmp_path / "shot.jpg", written)
+    assert peak < 2.5 * size  # picamera2's JPEG and its slice; a BytesIO would add a third
