@@ -322,9 +322,10 @@ def unencodable(picam2, error: Exception) -> CameraError:
     )
 
 
-def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> Shot:
+def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None, on_start=None) -> Shot:
     """The shot, handed to on_capture(shot) as soon as it exists, before the camera closes,
-    so that whatever happens from then on (a hung close, a signal) cannot lose it."""
+    so that whatever happens from then on (a hung close, a signal) cannot lose it.
+    on_start() is called as the camera is about to start."""
     picamera2 = import_picamera2(verbose)
     guard.step(OPENING)
     picam2 = open_camera(picamera2, config.camera_num)
@@ -333,6 +334,8 @@ def take_shot(config: Config, guard: Guard, verbose: bool, on_capture=None) -> S
         controls, night_controls = wanted_controls(picam2, config)
         configure_camera(picam2, config, main_format(picamera2), controls, night_controls)
         guard.step(STARTING)
+        if on_start is not None:
+            on_start()
         start_camera(picam2, config)
         metadata: dict | None = None
         # With exposure and gain fixed by CAMERA_CONTROLS there is nothing to settle.

@@ -157,6 +157,7 @@ def run_shot(
 ) -> int:
     """Take the shot, store it (unless dry_run), report it, deliver the backlog."""
     started = time.monotonic()
+    connecting = None
     if not dry_run:
         guard.spool.prepare()
         connecting = store.Connecting(config)
@@ -169,7 +170,9 @@ def run_shot(
     with shot_kept(guard):
         try:
             with CameraLock(config.lock_dir, config.camera_num, config.lock_timeout):
-                shot = camera.take_shot(config, guard, verbose, on_capture=on_capture)
+                shot = camera.take_shot(
+                    config, guard, verbose, on_capture, connecting and connecting.start
+                )
         except camera.TooDark as dark:
             return skip_dark(config, guard, dark, dry_run, report, started)
         log.debug("%s", exposure(shot.metadata))

@@ -82,16 +82,20 @@ def redis_client(config: Config):
 
 
 class Connecting:
-    """The run's Redis client, made and connected in a thread of its own while the camera
-    starts and settles: importing redis-py and connecting cost a tenth of a second that the
-    camera spends waiting on hardware, with the GIL free. A failure there is raised by
-    client(), where the shot is stored, so the shot is spooled as before."""
+    """The run's Redis client, made and connected in a thread of its own, started as the
+    camera starts: importing redis-py and connecting cost a tenth of a second that the
+    camera then spends waiting on hardware, with the GIL free (started sooner, the import
+    would only compete with picamera2's and the camera's configuration for the GIL). A
+    failure there is raised by client(), where the shot is stored, so the shot is spooled
+    as before."""
 
     def __init__(self, config: Config):
         self.config = config
         self.made: Any = None
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self.connect, name="redis", daemon=True)
+
+    def start(self) -> None:
         self.thread.start()
 
     def connect(self) -> None:
