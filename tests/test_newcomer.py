@@ -8,7 +8,6 @@ import http.server
 import os
 import re
 import shlex
-import site
 import subprocess
 import sys
 import threading
@@ -16,12 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    FAKE_CAMERA,
     ROOT,
-    SNAP_DEFAULTS,
     camera_events,
     make_app,
-    make_venv,
     running_redis,
 )
 
@@ -100,14 +96,9 @@ def crontab_line(text: str, marker: str) -> str:
 
 
 @pytest.fixture
-def checkout(tmp_path, redis_server, camera_dir) -> Path:
-    """A checkout as the README installs it, with a .env for the test Redis (on a port no
-    Redis has by default) and a .venv that sees the fake camera."""
-    app = make_app(tmp_path / "snap").parent
-    make_venv(app, sys.executable, [str(FAKE_CAMERA), *site.getsitepackages()])
-    settings = {"REDIS_URL": redis_server.url, "LOCK_DIR": str(camera_dir), **SNAP_DEFAULTS}
-    (app / ".env").write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
-    return app
+def checkout(checkout, dotenv) -> Path:
+    """conftest's checkout as the README installs it, with its .env for the test Redis."""
+    return checkout
 
 
 @pytest.fixture
