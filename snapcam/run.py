@@ -193,6 +193,7 @@ def run_shot(
             "lux": fields.get("lux"),
             "ttl": None if key is None else config.image_expiry,
             "seconds": round(time.monotonic() - started, 3),
+            "profile": shot.profile or None,
             "metadata": shot.metadata,
         }
     )

@@ -5,6 +5,7 @@ docs/configuration.md runs as written."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -200,6 +201,20 @@ def test_shot_without_night_lux_has_no_profile_field(run_snap, redis_db):
 
     assert result.returncode == 0, result.stderr
     assert b"profile" not in stored_fields(redis_db)
+
+
+def test_json_result_names_the_profile_the_shot_was_taken_with(run_snap, redis_db):
+    result = run_snap("--json", **NIGHT, **DARK)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["profile"] == "night"
+
+
+def test_json_result_of_a_shot_without_night_lux_has_no_profile(run_snap, redis_db):
+    result = run_snap("--json", **DARK)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["profile"] is None
 
 
 def test_camera_without_lux_takes_a_day_shot(run_snap, redis_db, camera_dir):
