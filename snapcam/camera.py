@@ -293,12 +293,12 @@ def autofocus(picam2, timeout: float, capture_timeout: float) -> None:
 
 
 def capture(picam2, guard: Guard, timeout: float, controls: str = "", profile: str = "") -> Shot:
-    sink = JpegSink()
+    sink = JpegSink(guard.picture_taken)  # the picture exists before picamera2 returns it
     try:
         metadata = bounded(
             picam2, lambda **wait: picam2.capture_file(sink, format="jpeg", **wait), timeout
         )
-        guard.captured = True  # before any call: from here a stop signal waits for hold()
+        guard.picture_taken()  # before any call, whatever was written
     except concurrent.futures.TimeoutError as error:
         raise CameraError(
             f"camera hung: no picture within {timeout:g} s", HUNG_NEXT_STEP

@@ -73,6 +73,10 @@ class Guard:
         self.current_step = step
         log.debug("%.2f s: %s", time.monotonic() - self.started, step.name)
 
+    def picture_taken(self) -> None:
+        """The camera is handing over a picture: from now a stop signal waits for hold()."""
+        self.captured = True
+
     def hold(self, shot: Spooled | None) -> None:
         """The shot to spool if the run is cut short (None: a dry run keeps nothing); a stop
         signal that came since the capture ends the run now that the shot is held."""

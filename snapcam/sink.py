@@ -15,16 +15,22 @@ at its name, which a BytesIO has none of.
 from __future__ import annotations
 
 import io
+from typing import Callable
 
 
 class JpegSink(io.BytesIO):
-    """A BytesIO to picamera2 that keeps the bytes objects written to it as they are."""
+    """A BytesIO to picamera2 that keeps the bytes objects written to it as they are, and
+    calls on_write() as each comes: a picture exists from the first, before picamera2 has
+    returned."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_write: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.parts: list[bytes] = []
+        self.on_write = on_write
 
     def write(self, data) -> int:
+        if self.on_write is not None:
+            self.on_write()
         # A bytes object never changes; a bytearray or memoryview may be reused by its
         # writer, so only those are copied.
         part = data if type(data) is bytes else bytes(data)

@@ -62,6 +62,18 @@ def test_stop_signal_while_storing_spools_the_shot(
     assert len(spooled(spool_dir)) == 1
 
 
+def test_stop_signal_once_the_jpeg_is_written_keeps_the_shot(snap_process, spool_dir, camera_dir):
+    process = snap_process(FAKE_CAMERA_FAULTS="slow-return")
+    wait_for_event(camera_dir, "jpeg written")  # capture_file() has not returned yet
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+
+    assert process.returncode == 143
+    assert "stopped by SIGTERM; kept in spool (1 shot" in process.stderr.read()
+    assert len(spooled(spool_dir)) == 1
+
+
 def test_ctrl_c_during_capture_exits_130(snap_process, camera_dir):
     process = snap_process(CAPTURE_TIMEOUT="30", FAKE_CAMERA_FAULTS="hang-capture")
     wait_for_event(camera_dir, "capture_file")

@@ -34,6 +34,14 @@ def test_lines_written_at_once_are_kept_in_order():
     assert bytes(sink.jpeg()) == b"\xff\xd8Exifrest\xff\xd9"
 
 
+def test_each_write_is_told_before_it_is_kept():
+    told = []
+    sink = JpegSink(lambda: told.append(len(sink.parts)))
+    sink.write(b"\xff\xd8")
+    sink.write(b"\xff\xd9")
+    assert told == [0, 1]
+
+
 def test_buffer_its_writer_may_reuse_is_copied():
     sink = JpegSink()
     reused = bytearray(b"first")

@@ -55,6 +55,9 @@ Environment variables, read each time the fake is used:
       hang-start    start() never returns
       hang-close    close() never returns (after logging "close")
       hang-hard     the steps above hang where no exception or signal handler reaches them
+      slow-return   capture_file() returns a second after it has written the JPEG (logging
+                    "jpeg written"), widening the moment in which picamera2 has the picture
+                    written and not yet returned
       dma-fail      configure() cannot allocate: OSError ENOMEM (RuntimeError on 0.3.12)
       before-0.3.27 an older picamera2: no CompletedRequest.FASTER_JPEG, and no JPEG from a
                     YUV420 stream ("Stream format YUV420 not supported ..."), as before 0.3.26
@@ -115,6 +118,7 @@ FAULTS = {
     "hang-start",
     "hang-close",
     "hang-hard",
+    "slow-return",
     "dma-fail",
     "before-0.3.27",
 }
@@ -1072,6 +1076,9 @@ class Picamera2:
         def capture():
             metadata = self._next_frame()
             self._save(name, file_output, format, exif_data, metadata)
+            if "slow-return" in self._faults:
+                _log_event("jpeg written")
+                time.sleep(1)
             return metadata
 
         return self._dispatch(capture, wait, signal_function, hangs="hang-capture" in self._faults)
