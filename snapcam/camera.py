@@ -298,7 +298,6 @@ def capture(picam2, guard: Guard, timeout: float, controls: str = "", profile: s
         metadata = bounded(
             picam2, lambda **wait: picam2.capture_file(sink, format="jpeg", **wait), timeout
         )
-        guard.picture_taken()  # before any call, whatever was written
     except concurrent.futures.TimeoutError as error:
         raise CameraError(
             f"camera hung: no picture within {timeout:g} s", HUNG_NEXT_STEP

@@ -45,6 +45,4 @@ class JpegSink(io.BytesIO):
         """All that was written, as one buffer: the one bytes object itself if it came in one
         write. Called once picamera2 has returned, so that a join never overlaps the
         writer's own copies."""
-        whole = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        self.parts = [whole]
-        return memoryview(whole)
+        return memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))

@@ -178,7 +178,8 @@ def _as_written(data, simplejpeg):
 
 
 def _spliced(jpeg, exif):
-    """simplejpeg's JPEG as picamera2 writes it: the EXIF segment after the first two bytes."""
+    """simplejpeg's JPEG as picamera2 writes it, the EXIF segment after its first two bytes
+    (v0.3.26 request.py save())."""
     if not exif:
         return jpeg
     return jpeg[:2] + bytes.fromhex("ffe1") + (len(exif) + 2).to_bytes(2, "big") + exif + jpeg[2:]
